@@ -1,0 +1,48 @@
+# swiftkit — every target installs the CPU stack into .venv first when it is missing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.swiftkit-installed
+SK := $(BIN)/swiftkit
+
+RECIPE ?= smoke_tiny
+SRC_DIR ?= datasets_prep/samples
+DATA_DIR ?= data
+TINY_MODEL ?= models/tiny-qwen2
+ARGS ?=
+
+.PHONY: install prep train test smoke bench gpu-smoke clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# CPU torch first (a wheel this machine keeps on disk); the rest resolves around it.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv (Python 3.11) with the CPU stack
+
+prep: $(STAMP)  ## convert every source under SRC_DIR into DATA_DIR/<source>/
+	$(BIN)/python -m datasets_prep.make_all --src-dir $(SRC_DIR) --out $(DATA_DIR) $(ARGS)
+
+train: $(STAMP)  ## train RECIPE (make train RECIPE=muice_full ARGS=--dry-run)
+	$(SK) train $(RECIPE) $(ARGS)
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/python -m pytest -q $(ARGS)
+
+smoke: $(STAMP)  ## end to end on CPU: prep samples, tiny model, train, infer, check
+	$(BIN)/python -m swiftkit.smoke $(ARGS)
+
+bench: $(STAMP)  ## throughput and memory figures (ratios within one run)
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+gpu-smoke: $(STAMP)  ## the smoke pipeline on a GPU machine (vLLM, 2-GPU DeepSpeed)
+	bash scripts/gpu_smoke.sh
+
+clean:
+	rm -rf $(DATA_DIR) runs build *.egg-info

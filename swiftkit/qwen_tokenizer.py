@@ -1,0 +1,99 @@
+"""The real Qwen tokenizer, built offline and cached.
+
+No model hub is reachable here, but the PyPI package ``dashscope`` ships ``resources/qwen.tiktoken``:
+the Qwen BPE ranks. transformers' ``TikTokenConverter`` turns it into a fast tokenizer whose ids match
+Qwen2's own ("你好，我是沐雪" -> [108386, 3837, 104198, 103303, 100167]), with the three chat specials
+at 151643/151644/151645. The result is saved once under the cache folder and reused.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from swiftkit.errors import SwiftkitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerFast
+
+QWEN_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+ENDOFTEXT_ID, IM_START_ID, IM_END_ID = 151643, 151644, 151645
+
+# The Qwen2-Instruct chat template (no tools): a record without a system message gets the Qwen default,
+# exactly the behaviour that makes fine-tuned models keep saying they are Qwen.
+QWEN_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if loop.first and messages[0]['role'] != 'system' %}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+CACHE_VERSION = "v1"
+
+
+def cache_root() -> Path:
+    """``$SWIFTKIT_CACHE`` or ``~/.cache/swiftkit``."""
+    return Path(os.environ.get("SWIFTKIT_CACHE") or Path.home() / ".cache" / "swiftkit")
+
+
+def tiktoken_file() -> Path:
+    """Locate ``qwen.tiktoken`` inside the installed dashscope package without importing it."""
+    spec = importlib.util.find_spec("dashscope")
+    if spec is None or not spec.submodule_search_locations:
+        raise SwiftkitError("the Qwen tokenizer needs the 'dashscope' package (pip install dashscope)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "resources" / "qwen.tiktoken"
+    if not path.is_file():
+        raise SwiftkitError(f"dashscope is installed but {path} is missing")
+    return path
+
+
+def build_qwen_tokenizer(out_dir: str | os.PathLike[str]) -> Path:
+    """Write a Qwen2-compatible fast tokenizer (tokenizer.json + config + chat template) into ``out_dir``."""
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    out = Path(out_dir)
+    backend = TikTokenConverter(
+        vocab_file=str(tiktoken_file()), pattern=QWEN_PATTERN, additional_special_tokens=SPECIAL_TOKENS
+    ).converted()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
+    )
+    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    if ids != [ENDOFTEXT_ID, IM_START_ID, IM_END_ID]:
+        raise SwiftkitError(f"built Qwen tokenizer has special ids {ids}, expected 151643/151644/151645")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(tmp))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def cached_tokenizer_dir() -> Path:
+    """The cached tokenizer folder, built on first use."""
+    path = cache_root() / f"qwen-tokenizer-{CACHE_VERSION}"
+    if not (path / "tokenizer.json").is_file():
+        build_qwen_tokenizer(path)
+    return path
+
+
+def load_qwen_tokenizer() -> "PreTrainedTokenizerFast":
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(cached_tokenizer_dir()))

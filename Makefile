@@ -38,7 +38,7 @@ test: $(STAMP)  ## run the whole test suite
 smoke: $(STAMP)  ## end to end on CPU: prep samples, tiny model, train, infer, check
 	$(BIN)/python -m swiftkit.smoke $(ARGS)
 
-bench: $(STAMP)  ## throughput and memory figures (ratios within one run)
+bench: $(STAMP)  ## throughput and memory figures (ratios within one run; ARGS=prep|plan|train)
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 gpu-smoke: $(STAMP)  ## the smoke pipeline on a GPU machine (vLLM, 2-GPU DeepSpeed)

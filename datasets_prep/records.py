@@ -1,0 +1,60 @@
+"""The two things a reader yields: a normalized ``Conversation`` or a ``Reject``.
+
+Readers only read and normalize. Everything after that (placeholder filling, system prompt policy,
+validation, dedupe, split, score, writing) is shared by every source and lives in ``pipeline``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+Message = dict[str, Any]  # {"role": ..., "content": ...}; content is checked later by validate.py
+
+
+@dataclass(slots=True)
+class Conversation:
+    """One input record turned into chat turns.
+
+    ``system`` is the data's own system prompt (``None`` when the record has none); ``turns`` holds the
+    user/assistant messages in order, not yet validated. ``tag`` is ``"zh"``/``"en"`` where the data says
+    (ms-swift self-cognition rows), used to pick the placeholder language. ``split`` forces the record into
+    ``"train"`` or ``"val"`` (Muice's test.jsonl) instead of the hash split.
+    """
+
+    file: str
+    line: int
+    raw: str
+    system: Optional[str]
+    turns: list[Message]
+    tag: Optional[str] = None
+    split: Optional[str] = None
+    actions: Optional[list[str]] = field(default=None)
+
+
+@dataclass(slots=True)
+class Reject:
+    """An input record that cannot be used, with where it came from and why."""
+
+    file: str
+    line: int
+    reason: str
+    raw: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "reason": self.reason, "raw": self.raw}
+
+
+class FieldError(ValueError):
+    """Raised by reader helpers; the message becomes the Reject reason."""
+
+
+def require_str(obj: dict[str, Any], key: str, *, optional: bool = False) -> Optional[str]:
+    """``obj[key]`` as a string; a missing or non-string field raises ``FieldError`` naming it."""
+    if key not in obj or obj[key] is None:
+        if optional:
+            return None
+        raise FieldError(f"missing field '{key}'")
+    value = obj[key]
+    if not isinstance(value, str):
+        raise FieldError(f"field '{key}' is {type(value).__name__}, expected a string")
+    return value

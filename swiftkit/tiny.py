@@ -1,0 +1,162 @@
+"""Build a tiny random Qwen2 (about 9.8M parameters) with the real Qwen tokenizer, offline.
+
+It is the model the smoke run trains on CPU in seconds: Qwen2ForCausalLM, hidden 64, 2 layers,
+4 attention heads, 2 KV heads, tied embeddings, the Qwen vocabulary (151,646 ids incl. the three
+chat specials), float32, max_position_embeddings 2048, generation_config eos ids [151645, 151643].
+ms-swift accepts it with `--model OUT --model_type qwen2_5 --template qwen2_5`.
+
+The weights come from torch's RNG seeded with --seed, so the same seed gives byte-identical files
+(safetensors, config, tokenizer). An existing OUT built with the same spec is left as it is.
+
+examples:
+  swiftkit tiny-model models/tiny-qwen2               # seed 0
+  swiftkit tiny-model /tmp/tiny --seed 7
+  swiftkit tiny-model /tmp/bad --bad-eos              # eos [151643] only: for testing `swiftkit check --fix`
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from swiftkit.atomic import write_json
+from swiftkit.errors import SwiftkitError
+
+MARKER = "swiftkit_tiny.json"
+IM_END_ID, ENDOFTEXT_ID = 151645, 151643
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Everything that decides the bytes of a tiny model."""
+
+    seed: int = 0
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 2048
+    eos_token_ids: tuple[int, ...] = field(default=(IM_END_ID, ENDOFTEXT_ID))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(model_dir: Path) -> dict[str, str]:
+    """sha256 of every file in the folder except the marker, by relative path."""
+    return {
+        str(p.relative_to(model_dir)): sha256_file(p)
+        for p in sorted(model_dir.rglob("*"))
+        if p.is_file() and p.name != MARKER
+    }
+
+
+def _spec_json(spec: TinySpec) -> dict:
+    data = asdict(spec)
+    data["eos_token_ids"] = list(spec.eos_token_ids)
+    return data
+
+
+def is_built(out: Path, spec: TinySpec) -> bool:
+    """True when ``out`` holds a tiny model built from ``spec`` whose files are unchanged since."""
+    marker = out / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+    return data.get("spec") == _spec_json(spec) and data.get("files") == file_hashes(out)
+
+
+def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), *, force: bool = False) -> Path:
+    """Write the tiny model into ``out`` (built in a sibling temp folder, then renamed into place)."""
+    out = Path(out)
+    if not force and is_built(out, spec):
+        return out
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from swiftkit.qwen_tokenizer import cached_tokenizer_dir
+
+    tok_dir = cached_tokenizer_dir()
+    tok_files = sorted(p for p in tok_dir.iterdir() if p.is_file())
+    vocab = len(json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"])
+    added = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8")).get("added_tokens", [])
+    vocab_size = max([vocab - 1] + [t["id"] for t in added]) + 1
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=ENDOFTEXT_ID,
+        eos_token_id=IM_END_ID,
+        pad_token_id=ENDOFTEXT_ID,
+        torch_dtype="float32",
+        use_sliding_window=False,
+        rope_theta=1000000.0,
+    )
+    config.architectures = ["Qwen2ForCausalLM"]
+    with torch.random.fork_rng():  # leave the caller's RNG as it was
+        torch.manual_seed(spec.seed)
+        model = Qwen2ForCausalLM(config).to(torch.float32).eval()
+    generation = GenerationConfig(
+        bos_token_id=ENDOFTEXT_ID,
+        eos_token_id=list(spec.eos_token_ids),
+        pad_token_id=ENDOFTEXT_ID,
+        do_sample=False,
+    )
+
+    tmp = out.with_name(f".{out.name}.building")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        generation.save_pretrained(str(tmp))
+        for path in tok_files:
+            shutil.copyfile(path, tmp / path.name)
+        write_json(tmp / MARKER, {"spec": _spec_json(spec), "files": file_hashes(tmp)})
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="output folder (replaced when it holds something else)")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed for the random weights (default 0)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when OUT already matches")
+    parser.add_argument(
+        "--bad-eos",
+        action="store_true",
+        help="write generation_config eos [151643] only (the classic never-stops bug), to exercise `check --fix`",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise SwiftkitError(f"--seed {args.seed}: must be >= 0")
+    spec = TinySpec(seed=args.seed, eos_token_ids=(ENDOFTEXT_ID,) if args.bad_eos else (IM_END_ID, ENDOFTEXT_ID))
+    out = Path(args.out)
+    reused = not args.force and is_built(out, spec)
+    build_tiny_model(out, spec, force=args.force)
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print(f"{'kept' if reused else 'built'} {out}  seed={spec.seed}  {size / 1e6:.1f} MB  eos={list(spec.eos_token_ids)}")
+    return 0

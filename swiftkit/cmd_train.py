@@ -1,0 +1,53 @@
+"""Preflight, then train a recipe: the plan of `swiftkit plan`, run through swiftkit's worker in every rank.
+
+examples:
+  swiftkit train smoke_tiny                     # tiny CPU model, 2 CPU processes (gloo), about a minute
+  swiftkit train muice_full --dry-run           # print the plan and the preflight result, start nothing
+  swiftkit train muice_full --gpus 2            # same global batch 32 on 2 GPUs
+  swiftkit train fortune_lora --set lora.qlora=true
+  swiftkit train muice_full --resume runs/muice_full/v3      # continue from its last checkpoint
+  make train RECIPE=muice_full ARGS=--dry-run
+
+Preflight checks, each failure one line: the model is a readable local folder or a hub id; every dataset file
+exists and is non-empty; max_length fits the model's max_position_embeddings; the GPUs requested are visible;
+the run goes to a new runs/<recipe>/v<N> unless --resume. The run directory then records the recipe, the
+resolved argument list (swiftkit_run.json), versions.json, the data manifests, train.log and result.json.
+Secrets come from the environment (export SWANLAB_API_KEY=...) and never reach the plan, the log or the run dir.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from swiftkit.cmd_plan import add_cluster_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_cluster_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the preflight result only")
+    parser.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
+                        help="continue a run directory (from its last checkpoint) or a checkpoint folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from swiftkit.launch import execute, prepare
+
+    prep = prepare(
+        args.recipe, gpus=args.gpus, nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
+        master_port=args.master_port, overrides=args.overrides, runs_root=args.runs_root, resume=args.resume,
+    )
+    p = prep.plan
+    print(f"# run directory: {prep.run_dir}")
+    print(f"# global batch {p.global_batch_size} = {p.world_size} process(es) x per-device "
+          f"{p.per_device_batch_size} x accumulation {p.gradient_accumulation_steps}")
+    print(p.shell())
+    print("# preflight:")
+    for line in prep.preflight.lines():
+        print(f"#   {line}")
+    if args.dry_run:
+        print("# dry run: nothing started" if prep.preflight.ok else "# dry run: preflight failed")
+        return 0 if prep.preflight.ok else 1
+    prep.preflight.raise_if_failed()
+    run_dir = execute(prep, on_output=lambda line: print(line, flush=True))
+    print(f"# trained: {run_dir}", file=sys.stderr)
+    return 0

@@ -1,0 +1,71 @@
+"""The ms-swift command-line dialect: one table of what changed between major releases, consulted in one place.
+
+swiftkit writes every argument list in the 3.x dialect (3.12.x is the supported release) and translates it when
+another supported major is installed. ms-swift rejects unknown flags (``remaining_argv``), so an argument list in
+the wrong dialect fails at startup; translating here, or refusing with one line, is what keeps that from happening.
+
+Differences 3.x -> 4.x (checked against ms-swift 4.x, see shared/notes/stack.md):
+
+- ``--train_type`` became ``--tuner_type`` (the old name was removed in 4.1);
+- ``--custom_register_path`` became ``--external_plugins``;
+- model type ``qwen2_5`` became ``qwen2``; ``--infer_backend pt`` became ``transformers``;
+- ``sft_main`` is imported from ``swift`` instead of ``swift.llm``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from swiftkit.errors import SwiftkitError
+
+SUPPORTED_RANGE = ">=3.12,<3.13"
+"""The ms-swift release swiftkit is written and tested against."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one ms-swift major spells the 3.x argument list."""
+
+    name: str
+    flag_renames: Mapping[str, str] = field(default_factory=dict)
+    value_renames: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    sft_main_module: str = "swift.llm"
+
+    def translate(self, argv: Sequence[str]) -> list[str]:
+        """Translate a 3.x ``swift sft`` argument list (flags as ``--name value...``) to this dialect."""
+        out: list[str] = []
+        current: str | None = None
+        for token in argv:
+            if token.startswith("--"):
+                current = token[2:]
+                out.append("--" + self.flag_renames.get(current, current))
+            else:
+                out.append(self.value_renames.get((current, token), token) if current else token)
+        return out
+
+
+SWIFT3 = Dialect(name="3.x")
+SWIFT4 = Dialect(
+    name="4.x",
+    flag_renames={"train_type": "tuner_type", "custom_register_path": "external_plugins"},
+    value_renames={("model_type", "qwen2_5"): "qwen2", ("infer_backend", "pt"): "transformers"},
+    sft_main_module="swift",
+)
+
+
+def dialect_for(version: str | None) -> Dialect:
+    """The dialect of an installed ms-swift version; one-line SwiftkitError when it is missing or unsupported."""
+    if not version:
+        raise SwiftkitError(f"ms-swift is not installed; swiftkit supports ms-swift {SUPPORTED_RANGE}")
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise SwiftkitError(f"ms-swift {version}: unreadable version; swiftkit supports ms-swift {SUPPORTED_RANGE}")
+    if major == 3 and minor >= 12:
+        return SWIFT3
+    if major == 4:
+        return SWIFT4
+    raise SwiftkitError(
+        f"ms-swift {version} is installed; swiftkit supports ms-swift {SUPPORTED_RANGE} (4.x is translated)"
+    )

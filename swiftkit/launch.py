@@ -1,0 +1,228 @@
+"""The launcher: recipe -> plan -> preflight -> run directory -> training processes. The only module that spawns.
+
+``train()`` is the Python API (the smoke run and ``swiftkit train`` call it). The processes it starts are
+``python -m swiftkit.worker <sft args>`` (one process) or ``python -m torch.distributed.run <torchrun options>
+-m swiftkit.worker <sft args>`` (several), with the same torchrun options ms-swift's ``swift/cli/main.py`` builds
+from NPROC_PER_NODE / NNODES / NODE_RANK / MASTER_ADDR / MASTER_PORT; see :mod:`swiftkit.worker` for why.
+
+Secrets (SWANLAB_API_KEY, HF_TOKEN, ...) reach the processes through the inherited environment only. They are
+never part of the plan, the recorded env, or the run directory, and any occurrence in the process output is masked
+before it is logged or shown.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from swiftkit.atomic import atomic_open, write_json, write_text
+from swiftkit.errors import SwiftkitError
+from swiftkit.plan import SECRET_ENV, Cluster, Plan, plan
+from swiftkit.preflight import PreflightReport, preflight
+from swiftkit.recipes import Recipe, load_recipe
+from swiftkit.rundir import RunInfo, next_run_dir, resolve_checkpoint, write_run_info
+
+LOG_NAME = "train.log"
+TORCHRUN_ENV = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
+"""Same order as ms-swift 3.12's ``get_torchrun_args``."""
+
+
+@dataclass
+class Prepared:
+    """Everything decided before a process starts (what ``--dry-run`` shows)."""
+
+    recipe: Recipe
+    cluster: Cluster
+    plan: Plan
+    run_dir: Path
+    resume_checkpoint: Optional[Path]
+    preflight: PreflightReport
+
+
+def torchrun_args(env: dict[str, str]) -> Optional[list[str]]:
+    """ms-swift's torchrun options from the launch env; None when it would run a single plain process."""
+    if "NPROC_PER_NODE" not in env and "NNODES" not in env:
+        return None
+    out: list[str] = []
+    for key in TORCHRUN_ENV:
+        if key in env:
+            out += [f"--{key.lower()}", env[key]]
+    return out
+
+
+def process_command(argv: Sequence[str], env: dict[str, str], python: str = sys.executable) -> list[str]:
+    """The command that runs a plan's ``swift sft`` arguments (``argv``) in swiftkit's worker under ``env``."""
+    sft_args = list(argv[2:])
+    tr = torchrun_args(env)
+    if tr is None:
+        return [python, "-m", "swiftkit.worker", *sft_args]
+    return [python, "-m", "torch.distributed.run", *tr, "-m", "swiftkit.worker", *sft_args]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _absolute(recipe: Recipe) -> Recipe:
+    """Local model and data paths made absolute, so the run directory's record does not depend on the cwd."""
+    from swiftkit.preflight import is_local_model
+
+    update: dict = {}
+    if is_local_model(recipe.model):
+        update["model"] = str(Path(recipe.model).expanduser().resolve())
+    data = recipe.data.model_copy(update={
+        "train": [str(Path(f).resolve()) for f in recipe.data.train],
+        "val": [str(Path(f).resolve()) for f in recipe.data.val],
+    })
+    update["data"] = data
+    return recipe.model_copy(update=update)
+
+
+def prepare(
+    recipe: str | Path | Recipe,
+    *,
+    gpus: Optional[int] = None,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: Optional[str] = None,
+    master_port: Optional[int] = None,
+    overrides: Sequence[str] = (),
+    runs_root: str | Path = "runs",
+    resume: Optional[str] = None,
+    gpu_count: Optional[int] = None,
+) -> Prepared:
+    """Load and plan a recipe, pick the run directory, run preflight. Starts nothing, writes nothing."""
+    rec = _absolute(load_recipe(recipe, list(overrides)))
+    cluster = Cluster(
+        nproc_per_node=gpus if gpus is not None else rec.launch.nproc_per_node,
+        nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=master_port,
+    )
+    resume_ckpt: Optional[Path] = None
+    if resume:
+        target = Path(resume)
+        if (target / "swiftkit_run.json").is_file():
+            run_dir = target
+            resume_ckpt = resolve_checkpoint(target, "last")
+        else:  # a checkpoint folder inside a run directory
+            run_dir, resume_ckpt = target.parent, target
+    else:
+        run_dir = next_run_dir(runs_root, rec.name)
+    run_dir = run_dir.resolve()
+    p = plan(rec, cluster, output_dir=str(run_dir), resume_from=str(resume_ckpt.resolve()) if resume_ckpt else None,
+             dialect=_installed_dialect())
+    report = preflight(rec, p, cluster, run_dir=run_dir, resume_checkpoint=resume_ckpt, gpu_count=gpu_count)
+    return Prepared(rec, cluster, p, run_dir, resume_ckpt, report)
+
+
+def _installed_dialect():
+    from swiftkit.dialect import SWIFT3, dialect_for
+    from swiftkit.versions import installed
+
+    try:
+        return dialect_for(installed("ms-swift"))
+    except SwiftkitError:
+        return SWIFT3  # preflight reports the unsupported version as a failure
+
+
+def record_run(prep: Prepared) -> None:
+    """Write the run directory's records before training: RunInfo, recipe, versions, data manifests."""
+    from swiftkit.versions import stack_versions
+
+    rec, run = prep.recipe, prep.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    write_text(run / "recipe.yaml", rec.to_yaml())
+    write_json(run / "versions.json", stack_versions())
+    for folder in sorted({Path(f).parent for f in [*rec.data.train, *rec.data.val]}):
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            write_text(run / "data" / f"{folder.name}.manifest.json", manifest.read_text(encoding="utf-8"))
+    write_run_info(run, RunInfo(
+        recipe=rec.name,
+        model=rec.model,
+        model_type=rec.model_type,
+        template=rec.template,
+        train_type=rec.run_train_type,
+        max_length=rec.max_length,
+        train_files=list(rec.data.train),
+        val_files=list(rec.data.val),
+        system=rec.data.system,
+        lora_rank=rec.lora.rank if rec.lora else None,
+        persona=rec.persona,
+        trust_remote_code=rec.trust_remote_code,
+        argv=list(prep.plan.argv),
+        env=dict(prep.plan.env),
+    ))
+
+
+def mask_secrets(text: str, environ: Optional[dict[str, str]] = None) -> str:
+    """Replace the value of every secret environment variable found in ``text`` by ``***``."""
+    env = os.environ if environ is None else environ
+    for key in SECRET_ENV:
+        value = env.get(key)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None) -> Path:
+    """Start the training processes and wait. Output goes to ``<run>/train.log`` (secrets masked) and to
+    ``on_output`` line by line. Raises SwiftkitError when training fails."""
+    prep.preflight.raise_if_failed()
+    if prep.resume_checkpoint is None:
+        record_run(prep)
+    launch_env = dict(prep.plan.env)
+    if prep.plan.world_size > 1 and prep.cluster.nnodes == 1 and "MASTER_PORT" not in launch_env:
+        launch_env["MASTER_PORT"] = str(_free_port())  # parallel local runs must not collide on torchrun's 29500
+    env = {**os.environ, **launch_env}
+    cmd = process_command(prep.plan.argv, launch_env)
+    with atomic_open(prep.run_dir / LOG_NAME) as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                encoding="utf-8", errors="replace", bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = mask_secrets(line)
+            log.write(line)
+            if on_output is not None:
+                on_output(line.rstrip("\n"))
+        code = proc.wait()
+        log.write(f"exit status {code}\n")
+    if code != 0:
+        raise SwiftkitError(f"training failed with exit status {code}; see {prep.run_dir / LOG_NAME}")
+    return prep.run_dir
+
+
+def train(
+    recipe: str | Path,
+    *,
+    gpus: Optional[int] = None,
+    overrides: Sequence[str] = (),
+    runs_root: str | Path = "runs",
+    dry_run: bool = False,
+    resume: Optional[str] = None,
+    on_output: Optional[Callable[[str], None]] = None,
+    **cluster: object,
+) -> Path:
+    """Plan, preflight and (unless ``dry_run``) train ``recipe``; returns the run directory.
+
+    ``cluster`` takes nnodes / node_rank / master_addr / master_port for multi-node runs.
+    Raises PreflightError (every failed check) before anything starts, or SwiftkitError if training fails.
+    """
+    prep = prepare(recipe, gpus=gpus, overrides=overrides, runs_root=runs_root, resume=resume, **cluster)  # type: ignore[arg-type]
+    prep.preflight.raise_if_failed()
+    if dry_run:
+        return prep.run_dir
+    return execute(prep, on_output=on_output)
+
+
+def which_swift() -> Optional[str]:
+    """Path of the ``swift`` console script next to this interpreter (for benchmarks and docs)."""
+    candidate = Path(sys.executable).with_name("swift")
+    return str(candidate) if candidate.exists() else shutil.which("swift")

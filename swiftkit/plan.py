@@ -1,0 +1,217 @@
+"""Planning is pure: ``plan(recipe, cluster) -> Plan(env, argv)``. No I/O, no torch, no ms-swift import.
+
+The plan is the ``swift sft`` command line a user could paste, plus the environment it needs:
+
+- one process: ``CUDA_VISIBLE_DEVICES=0``;
+- one node of N: ``NPROC_PER_NODE=N CUDA_VISIBLE_DEVICES=0,...,N-1`` (ms-swift then runs itself under torchrun);
+- several nodes: also ``NNODES``, ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``, the variables ms-swift's
+  ``swift/cli/main.py`` turns into torchrun options;
+- CPU recipes: ``CUDA_VISIBLE_DEVICES=`` (empty), ``--use_cpu true --ddp_backend gloo``.
+
+Gradient accumulation is derived from the recipe's global batch so that the optimization is the same on 1, 2 or 8
+GPUs; a global batch that does not divide is refused. Secrets never enter a plan: the training process inherits
+them from the caller's environment.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Optional
+
+from swiftkit.dialect import SWIFT3, Dialect
+from swiftkit.errors import SwiftkitError
+from swiftkit.recipes import Recipe
+
+SECRET_ENV = (
+    "SWANLAB_API_KEY", "SWANLAB_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MODELSCOPE_API_TOKEN",
+    "MODELSCOPE_TOKEN", "WANDB_API_KEY", "DASHSCOPE_API_KEY", "OPENAI_API_KEY",
+)
+"""Environment variables that hold credentials: passed through to training, never printed or recorded."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The machines a plan is for. ``nproc_per_node`` is GPUs per node (CPU processes for cpu recipes)."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: Optional[str] = None
+    master_port: Optional[int] = None
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    def validate(self) -> None:
+        if self.nproc_per_node < 1:
+            raise SwiftkitError(f"--gpus {self.nproc_per_node}: need at least 1")
+        if self.nnodes < 1:
+            raise SwiftkitError(f"--nnodes {self.nnodes}: need at least 1")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise SwiftkitError(f"--node-rank {self.node_rank}: must be in 0..{self.nnodes - 1}")
+        if self.nnodes > 1 and not self.master_addr:
+            raise SwiftkitError(f"--nnodes {self.nnodes}: several nodes need --master-addr (rank 0's address)")
+        if self.master_port is not None and not 0 < self.master_port < 65536:
+            raise SwiftkitError(f"--master-port {self.master_port}: not a port number")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The environment and argument list of one training launch."""
+
+    env: dict[str, str]
+    argv: list[str]
+    global_batch_size: int
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+    world_size: int
+    output_dir: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {"env": dict(self.env), "argv": list(self.argv)}
+
+    def shell(self) -> str:
+        """A shell line to paste: ``KEY=value ... swift sft --flag value \\`` one flag per line."""
+        lines = [f"{k}={shlex.quote(v) if v else ''}" for k, v in self.env.items()]
+        head = " ".join(lines + [shlex.join(self.argv[:2])])
+        rest: list[str] = []
+        for token in self.argv[2:]:
+            if token.startswith("--"):
+                rest.append(token)
+            else:
+                rest[-1] += " " + shlex.quote(token)
+        return " \\\n  ".join([head] + rest)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", resume_from: str | None = None,
+         dialect: Dialect = SWIFT3) -> Plan:
+    """Turn a validated recipe into the launch for ``cluster``. Raises SwiftkitError on a batch that does not divide."""
+    cluster.validate()
+    world = cluster.world_size
+    per_device = recipe.per_device_batch_size
+    denom = world * per_device
+    if recipe.global_batch_size % denom:
+        raise SwiftkitError(
+            f"{recipe.name}: global_batch_size {recipe.global_batch_size} does not divide into {cluster.nnodes} node(s) "
+            f"x {cluster.nproc_per_node} process(es) x per_device_batch_size {per_device} = {denom}"
+        )
+    accum = recipe.global_batch_size // denom
+
+    env: dict[str, str] = {}
+    if recipe.launch.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(cluster.nproc_per_node))
+    if world > 1:
+        env["NPROC_PER_NODE"] = str(cluster.nproc_per_node)
+    if cluster.nnodes > 1:
+        env["NNODES"] = str(cluster.nnodes)
+        env["NODE_RANK"] = str(cluster.node_rank)
+        env["MASTER_ADDR"] = str(cluster.master_addr)
+    if cluster.master_port is not None:
+        env["MASTER_PORT"] = str(cluster.master_port)
+
+    args: list[tuple[str, object]] = [("model", recipe.model)]
+    if recipe.model_type:
+        args.append(("model_type", recipe.model_type))
+    if recipe.template:
+        args.append(("template", recipe.template))
+    if recipe.trust_remote_code:
+        args.append(("trust_remote_code", True))
+    args.append(("train_type", recipe.train_type))
+    if recipe.lora is not None:
+        args += [
+            ("lora_rank", recipe.lora.rank),
+            ("lora_alpha", recipe.lora.alpha),
+            ("lora_dropout", recipe.lora.dropout),
+            ("target_modules", recipe.lora.target_modules),
+        ]
+        if recipe.lora.qlora:
+            args += [
+                ("quant_method", "bnb"),
+                ("quant_bits", 4),
+                ("bnb_4bit_quant_type", "nf4"),
+                ("bnb_4bit_use_double_quant", True),
+                ("bnb_4bit_compute_dtype", "bfloat16"),
+            ]
+    args += [("dataset", recipe.data.train)]
+    if recipe.data.val:
+        args.append(("val_dataset", recipe.data.val))
+    args += [
+        ("split_dataset_ratio", 0),
+        ("torch_dtype", recipe.torch_dtype),
+        ("max_length", recipe.max_length),
+    ]
+    if recipe.max_steps is not None:
+        args.append(("max_steps", recipe.max_steps))
+    else:
+        args.append(("num_train_epochs", recipe.num_train_epochs))
+    args += [
+        ("per_device_train_batch_size", per_device),
+        ("per_device_eval_batch_size", per_device),
+        ("gradient_accumulation_steps", accum),
+        ("learning_rate", recipe.learning_rate),
+    ]
+    if recipe.warmup_ratio is not None:
+        args.append(("warmup_ratio", recipe.warmup_ratio))
+    if recipe.warmup_steps is not None:
+        args.append(("warmup_steps", recipe.warmup_steps))
+    args += [
+        ("weight_decay", recipe.weight_decay),
+        ("lr_scheduler_type", recipe.lr_scheduler_type),
+        ("seed", recipe.seed),
+        ("gradient_checkpointing", recipe.gradient_checkpointing),
+    ]
+    if recipe.eval_steps is not None:
+        args += [("eval_strategy", "steps"), ("eval_steps", recipe.eval_steps)]
+    else:
+        args.append(("eval_strategy", "no"))
+    if recipe.save_steps is not None:
+        args += [("save_strategy", "steps"), ("save_steps", recipe.save_steps)]
+    else:
+        args.append(("save_strategy", "epoch"))
+    args += [
+        ("save_total_limit", recipe.save_total_limit),
+        ("save_only_model", recipe.save_only_model),
+        ("logging_steps", recipe.logging_steps),
+        ("dataloader_num_workers", recipe.launch.dataloader_num_workers),
+    ]
+    if recipe.launch.deepspeed and world > 1:
+        args.append(("deepspeed", recipe.launch.deepspeed))
+    if recipe.launch.device == "cpu":
+        args += [("use_cpu", True), ("ddp_backend", "gloo")]
+        if recipe.torch_dtype != "float16":
+            args += [("fp16", False), ("bf16", False)]
+    args.append(("report_to", recipe.report.report_to))
+    if recipe.report.swanlab_project and "swanlab" in recipe.report.report_to:
+        args.append(("swanlab_project", recipe.report.swanlab_project))
+    for key, value in recipe.extra_args.items():
+        args.append((key, value))
+    if resume_from:
+        args.append(("resume_from_checkpoint", resume_from))
+    args += [("output_dir", output_dir), ("add_version", False)]
+
+    argv = ["swift", "sft"]
+    for key, value in args:
+        argv.append(f"--{key}")
+        argv += [_fmt(v) for v in value] if isinstance(value, list) else [_fmt(value)]
+    argv = argv[:2] + dialect.translate(argv[2:])
+    return Plan(
+        env=env,
+        argv=argv,
+        global_batch_size=recipe.global_batch_size,
+        per_device_batch_size=per_device,
+        gradient_accumulation_steps=accum,
+        world_size=world,
+        output_dir=output_dir,
+    )

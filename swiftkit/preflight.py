@@ -1,0 +1,185 @@
+"""Checks that run before any training process starts; each failure is one line naming the file or field.
+
+- the installed ms-swift speaks a dialect swiftkit supports;
+- the model is a readable local folder (with config.json) or a hub id;
+- every dataset file exists and is non-empty;
+- max_length fits the model's ``max_position_embeddings`` when its config is readable;
+- the GPUs requested are visible (cuda recipes); DeepSpeed / bitsandbytes are installed when the plan uses them;
+- the run goes to a new run directory, unless resuming from an existing checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from swiftkit.errors import SwiftkitError
+from swiftkit.plan import Cluster, Plan
+from swiftkit.recipes import Recipe
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+LOCAL_ROOTS = ("models", "runs", "output", "outputs", "checkpoints")
+"""First path components that mean "a local folder" even when it does not exist (so a typo is not sent to a hub)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    message: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.message}"
+
+
+@dataclass
+class PreflightReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def lines(self) -> list[str]:
+        return [c.line() for c in self.checks]
+
+    def raise_if_failed(self) -> None:
+        if not self.ok:
+            raise PreflightError([f"{c.name}: {c.message}" for c in self.failures])
+
+
+class PreflightError(SwiftkitError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("preflight failed:\n  " + "\n  ".join(problems))
+
+
+def is_local_model(model: str) -> bool:
+    """A local folder (existing, path-like, or under a conventional local root) rather than a hub id."""
+    path = Path(model).expanduser()
+    if path.exists() or model.startswith(("/", "./", "../", "~")):
+        return True
+    first = Path(model).parts[0] if Path(model).parts else ""
+    return not HUB_ID.match(model) or first in LOCAL_ROOTS or Path(first).is_dir()
+
+
+def read_model_config(model: str) -> Optional[dict]:
+    """config.json of a local model folder, or None when it is not local or not readable."""
+    cfg = Path(model).expanduser() / "config.json"
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def context_length(config: dict) -> Optional[int]:
+    for section in (config, config.get("text_config") or {}):
+        value = section.get("max_position_embeddings")
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def default_gpu_count() -> int:
+    """Visible CUDA devices (honours CUDA_VISIBLE_DEVICES); 0 when torch has no CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _installed(dist: str) -> bool:
+    from swiftkit.versions import installed
+
+    return installed(dist) is not None
+
+
+def preflight(
+    recipe: Recipe,
+    plan: Plan,
+    cluster: Cluster,
+    *,
+    run_dir: Path,
+    resume_checkpoint: Optional[Path] = None,
+    gpu_count: Union[int, Callable[[], int], None] = None,
+    swift_version: Optional[str] = None,
+) -> PreflightReport:
+    """Run every check (never stops at the first failure). ``gpu_count`` and ``swift_version`` are injectable."""
+    from swiftkit.dialect import dialect_for
+    from swiftkit.versions import installed
+
+    report = PreflightReport()
+    add = report.checks.append
+
+    version = swift_version if swift_version is not None else installed("ms-swift")
+    try:
+        dialect = dialect_for(version)
+        add(Check("ms-swift", True, f"{version} ({dialect.name} dialect)"))
+    except SwiftkitError as exc:
+        add(Check("ms-swift", False, str(exc)))
+
+    config = None
+    if is_local_model(recipe.model):
+        path = Path(recipe.model).expanduser()
+        config = read_model_config(recipe.model)
+        if not path.is_dir():
+            add(Check("model", False, f"{recipe.model}: no such folder"))
+        elif config is None:
+            add(Check("model", False, f"{path / 'config.json'}: missing or unreadable"))
+        else:
+            add(Check("model", True, f"{recipe.model}: local folder"))
+    else:
+        add(Check("model", True, f"{recipe.model}: hub id (downloaded by ms-swift)"))
+
+    for kind, files in (("data.train", recipe.data.train), ("data.val", recipe.data.val)):
+        for name in files:
+            p = Path(name)
+            if not p.is_file():
+                add(Check(kind, False, f"{name}: no such file (run `make prep`?)"))
+            elif p.stat().st_size == 0:
+                add(Check(kind, False, f"{name}: empty file"))
+            else:
+                add(Check(kind, True, f"{name}: {p.stat().st_size} bytes"))
+
+    ctx = context_length(config) if config else None
+    if ctx is None:
+        add(Check("max_length", True, f"{recipe.max_length} (model context not readable here)"))
+    elif recipe.max_length > ctx:
+        add(Check("max_length", False,
+                  f"{recipe.max_length} exceeds the model's max_position_embeddings {ctx} ({recipe.model}/config.json)"))
+    else:
+        add(Check("max_length", True, f"{recipe.max_length} <= max_position_embeddings {ctx}"))
+
+    if recipe.launch.device == "cuda":
+        count = gpu_count() if callable(gpu_count) else gpu_count
+        if count is None:
+            count = default_gpu_count()
+        if cluster.nproc_per_node > count:
+            add(Check("gpus", False, f"{cluster.nproc_per_node} requested per node, {count} visible"))
+        else:
+            add(Check("gpus", True, f"{cluster.nproc_per_node} requested per node, {count} visible"))
+    else:
+        add(Check("gpus", True, f"cpu recipe: {cluster.nproc_per_node} process(es) per node"))
+
+    if "--deepspeed" in plan.argv:
+        ok = _installed("deepspeed")
+        add(Check("deepspeed", ok, "installed" if ok else "the plan uses --deepspeed but deepspeed is not installed"))
+    if recipe.run_train_type == "qlora":
+        ok = _installed("bitsandbytes")
+        add(Check("qlora", ok, "bitsandbytes installed" if ok else "lora.qlora needs bitsandbytes (and a CUDA GPU)"))
+
+    if resume_checkpoint is not None:
+        ok = resume_checkpoint.is_dir()
+        add(Check("run_dir", ok, f"resume from {resume_checkpoint}" if ok else f"{resume_checkpoint}: no such checkpoint"))
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        add(Check("run_dir", False, f"{run_dir} already exists and is not empty (use --resume to continue it)"))
+    else:
+        add(Check("run_dir", True, f"{run_dir} (new)"))
+    return report

@@ -1,0 +1,334 @@
+"""Recipes: what a fine-tuning run means, as a validated pydantic model, and the registry of ``recipes/*.yaml``.
+
+A recipe states intent (model, data, global batch, learning rate, ...); :mod:`swiftkit.plan` turns it into the
+exact ``swift sft`` argument list for the machine at hand. Every field below is typed and documented; an unknown
+key is an error with a did-you-mean, and every problem in a file is reported at once, each as
+``<file>:<line>: <field>: <problem>``.
+
+Imports nothing heavy (pydantic and PyYAML only): ``swiftkit plan`` stays fast.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from swiftkit.errors import SwiftkitError
+
+RECIPES_ENV = "SWIFTKIT_RECIPES"
+"""Environment variable naming a folder of recipes to use instead of the repository's ``recipes/``."""
+
+ScalarFlag = Union[bool, int, float, str]
+
+
+class RecipeError(SwiftkitError):
+    """Every problem found in one recipe, one line each (``file:line: field: problem``)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraSpec(_Strict):
+    """LoRA adapter settings (only with ``train_type: lora``)."""
+
+    rank: int = Field(8, ge=1, description="LoRA rank r (ms-swift --lora_rank).")
+    alpha: int = Field(32, ge=1, description="LoRA scaling alpha (--lora_alpha).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path (--lora_dropout).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        description="Modules that get adapters: names such as q_proj, or ms-swift's 'all-linear' (--target_modules).",
+    )
+    qlora: bool = Field(
+        False,
+        description="Load the base model 4-bit (bitsandbytes NF4, double quant) and train LoRA on top: QLoRA. "
+        "Needs a CUDA GPU and bitsandbytes.",
+    )
+
+
+class DataSpec(_Strict):
+    """The prep outputs a recipe trains on (``make prep`` writes ``data/<source>/{train,val}.jsonl``)."""
+
+    source: str = Field(description="Prep source name (muice, fortune, medical_r1, actions); documents provenance.")
+    train: list[str] = Field(min_length=1, description="Training JSONL files (ms-swift messages with the system inside).")
+    val: list[str] = Field(default_factory=list, description="Validation JSONL files; empty: no evaluation.")
+    system: Optional[str] = Field(
+        None,
+        description="The system prompt prep wrote into every record. Documentation and checks only: it is never "
+        "passed as --system, because a system message in the data beats --system in ms-swift.",
+    )
+
+
+class LaunchSpec(_Strict):
+    """Where and how the processes run; ``swiftkit plan/train --gpus/--nnodes`` override the defaults."""
+
+    device: Literal["cuda", "cpu"] = Field("cuda", description="cuda: one process per GPU; cpu: CPU processes (gloo).")
+    nproc_per_node: int = Field(1, ge=1, description="Processes per node by default (GPUs on cuda).")
+    deepspeed: Optional[Literal["zero0", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]] = Field(
+        None, description="ms-swift DeepSpeed preset (--deepspeed); used only when more than one process runs."
+    )
+    dataloader_num_workers: int = Field(4, ge=0, description="Data loader workers per process.")
+
+
+class ReportSpec(_Strict):
+    """Experiment tracking. Keys (SWANLAB_API_KEY) come from the environment only, never from the recipe."""
+
+    report_to: list[Literal["none", "swanlab", "tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["none"], description="Trackers (--report_to)."
+    )
+    swanlab_project: Optional[str] = Field(None, description="SwanLab project name (--swanlab_project).")
+
+
+class Recipe(_Strict):
+    """One way of fine-tuning, in the user's terms."""
+
+    name: str = Field(description="Recipe name; equals the YAML file's stem.")
+    description: str = Field(description="One line shown by `swiftkit recipes`.")
+    model: str = Field(description="Base model: a local folder (e.g. models/tiny-qwen2) or a hub id (Qwen/Qwen2-1.5B-Instruct).")
+    model_type: Optional[str] = Field(None, description="ms-swift --model_type; needed for local folders.")
+    template: Optional[str] = Field(None, description="ms-swift --template (chat format).")
+    trust_remote_code: bool = Field(False, description="Run the model repository's own Python code. Off unless needed.")
+    train_type: Literal["full", "lora"] = Field(description="full: all weights; lora: adapters (see `lora`).")
+    lora: Optional[LoraSpec] = Field(None, description="LoRA settings; required when train_type is lora.")
+    persona: bool = Field(False, description="The recipe trains a persona: `swiftkit check` runs the identity probe.")
+    data: DataSpec
+    max_length: int = Field(ge=16, description="Token budget per sample (--max_length); must fit the model's context.")
+    torch_dtype: Literal["bfloat16", "float16", "float32"] = Field("bfloat16", description="Weights dtype (--torch_dtype).")
+    global_batch_size: int = Field(
+        ge=1,
+        description="Samples per optimizer step over all processes. Gradient accumulation is derived as "
+        "global / (nodes x processes per node x per_device_batch_size), so optimization does not change with the "
+        "GPU count; a global batch that does not divide is refused.",
+    )
+    per_device_batch_size: int = Field(1, ge=1, description="Micro-batch per process (--per_device_train_batch_size).")
+    learning_rate: float = Field(gt=0, description="Peak learning rate (--learning_rate).")
+    num_train_epochs: float = Field(1.0, gt=0, description="Epochs (--num_train_epochs); ignored when max_steps is set.")
+    max_steps: Optional[int] = Field(None, ge=1, description="Optimizer steps; overrides num_train_epochs.")
+    warmup_ratio: Optional[float] = Field(None, ge=0, lt=1, description="Warmup as a fraction of all steps.")
+    warmup_steps: Optional[int] = Field(None, ge=0, description="Warmup in steps (exclusive with warmup_ratio).")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (--weight_decay).")
+    lr_scheduler_type: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule (--lr_scheduler_type)."
+    )
+    seed: int = Field(42, description="Random seed (--seed).")
+    gradient_checkpointing: bool = Field(True, description="Recompute activations to save memory.")
+    eval_steps: Optional[int] = Field(None, ge=1, description="Evaluate every N steps (needs data.val); None: no eval.")
+    save_steps: Optional[int] = Field(None, ge=1, description="Checkpoint every N steps; None: once per epoch.")
+    logging_steps: int = Field(5, ge=1, description="Log every N steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    save_only_model: bool = Field(False, description="Checkpoints hold weights only (no optimizer state).")
+    launch: LaunchSpec = Field(default_factory=LaunchSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    extra_args: dict[str, ScalarFlag] = Field(
+        default_factory=dict,
+        description="Further `swift sft` flags, name without dashes -> value; tests check every name against "
+        "ms-swift's TrainArguments.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        if self.train_type == "lora" and self.lora is None:
+            raise ValueError("train_type lora needs a `lora:` section")
+        if self.train_type == "full" and self.lora is not None:
+            raise ValueError("`lora:` given but train_type is full")
+        if self.warmup_ratio is not None and self.warmup_steps is not None:
+            raise ValueError("give warmup_ratio or warmup_steps, not both")
+        if self.eval_steps is not None and not self.data.val:
+            raise ValueError("eval_steps needs data.val files")
+        if self.global_batch_size % self.per_device_batch_size:
+            raise ValueError(
+                f"global_batch_size {self.global_batch_size} is not a multiple of per_device_batch_size "
+                f"{self.per_device_batch_size}"
+            )
+        for key in self.extra_args:
+            if key.startswith("-") or key in _RESERVED_EXTRA:
+                raise ValueError(f"extra_args.{key}: set it through the recipe field, not extra_args")
+        return self
+
+    @property
+    def run_train_type(self) -> Literal["full", "lora", "qlora"]:
+        """full / lora / qlora as recorded in the run directory."""
+        if self.train_type == "lora" and self.lora is not None and self.lora.qlora:
+            return "qlora"
+        return self.train_type
+
+    def to_yaml(self) -> str:
+        """The resolved recipe as YAML (field order kept, defaults filled in)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False, width=100)
+
+
+_RESERVED_EXTRA = {
+    "model", "model_type", "template", "train_type", "dataset", "val_dataset", "output_dir", "add_version",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "deepspeed", "system", "swanlab_token",
+    "hub_token", "resume_from_checkpoint",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Error formatting: pydantic errors -> "file:line: field: problem", with YAML line numbers and did-you-mean.
+
+
+def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Map every key path in a YAML mapping to its 1-based line (via yaml.compose, no second parser)."""
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                sub = path + (key_node.value,)
+                lines[sub] = key_node.start_mark.line + 1
+                walk(value_node, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _model_for_path(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Recipe
+    for part in path:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        model = next((a for a in _flatten(annotation) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return model
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", None)
+    return [a for arg in args for a in _flatten(arg)] if args else [annotation]
+
+
+def _format_errors(exc: ValidationError, source: str, text: str) -> list[str]:
+    lines = _key_lines(text)
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(recipe)"
+        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+        where = f"{source}:{line}" if line else source
+        if err["type"] == "extra_forbidden":
+            parent = _model_for_path(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields) if parent else [], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"{where}: {field}: unknown key{hint}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {field}: {msg}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overrides (--set key=value) and loading.
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``key.sub=value`` overrides applied; values are parsed as YAML scalars."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SwiftkitError(f"--set {item!r}: expected key=value (e.g. --set learning_rate=2e-5)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise SwiftkitError(f"--set {key}: unreadable value {raw!r} ({exc.problem})") from exc
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SwiftkitError(f"--set {key}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def recipe_dirs() -> list[Path]:
+    """Folders searched for ``<name>.yaml``: $SWIFTKIT_RECIPES if set, else the repository's ``recipes/``."""
+    env = os.environ.get(RECIPES_ENV)
+    if env:
+        return [Path(env)]
+    return [Path(__file__).resolve().parent.parent / "recipes"]
+
+
+def list_recipes() -> list[Path]:
+    """Every recipe file, sorted by name."""
+    found: dict[str, Path] = {}
+    for folder in recipe_dirs():
+        for path in sorted(folder.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return [found[k] for k in sorted(found)]
+
+
+def find_recipe(name_or_path: str | os.PathLike[str]) -> Path:
+    """A recipe name (``muice_full``) or a path to a YAML file."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or os.sep in text:
+        if not path.is_file():
+            raise SwiftkitError(f"{text}: no such recipe file")
+        return path
+    for folder in recipe_dirs():
+        candidate = folder / f"{text}.yaml"
+        if candidate.is_file():
+            return candidate
+    names = [p.stem for p in list_recipes()]
+    close = difflib.get_close_matches(text, names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise SwiftkitError(f"unknown recipe '{text}'{hint}; known: {', '.join(names) or 'none'}")
+
+
+def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Validate YAML text into a Recipe; raises RecipeError listing every problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise RecipeError([f"{source}{line}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError([f"{source}:1: a recipe is a mapping of fields, got {type(data).__name__}"])
+    data.setdefault("name", name)
+    if data["name"] != name:
+        raise RecipeError([f"{source}: name: '{data['name']}' differs from the file name '{name}'"])
+    data = apply_overrides(data, overrides)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_format_errors(exc, source, text)) from exc
+
+
+def load_recipe(name_or_path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load, apply ``--set`` overrides, validate. Raises RecipeError (all problems) or SwiftkitError."""
+    if isinstance(name_or_path, Recipe):
+        return name_or_path if not overrides else parse_recipe(
+            name_or_path.to_yaml(), source=f"<{name_or_path.name}>", name=name_or_path.name, overrides=overrides
+        )
+    path = find_recipe(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SwiftkitError(f"{path}: unreadable ({exc})") from exc
+    return parse_recipe(text, source=str(path), name=path.stem, overrides=overrides)

@@ -1,0 +1,79 @@
+"""Installed stack versions via importlib.metadata (no heavy imports), checked against the supported ranges.
+
+The ranges are the ones that fit together (shared/notes/stack.md): ms-swift 3.12.x declares transformers<4.58,
+trl>=0.15,<0.25, peft>=0.11,<0.19; its own full install caps deepspeed<0.18 and vllm<0.11.1.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Optional
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+SUPPORTED: dict[str, str] = {
+    "ms-swift": ">=3.12,<3.13",
+    "transformers": ">=4.45,<4.58",
+    "torch": ">=2.4",
+    "trl": ">=0.15,<0.25",
+    "peft": ">=0.11,<0.19",
+    "deepspeed": ">=0.14,<0.18",
+    "datasets": ">=3.0,<4.0",
+    "vllm": ">=0.8,<0.11.1",
+}
+"""Distribution name -> supported specifier."""
+
+OPTIONAL = {"deepspeed", "vllm"}
+"""Packages a CPU install may lack (vLLM needs CUDA; DeepSpeed only matters with several GPUs)."""
+
+REPORTED = ["ms-swift", "transformers", "torch", "trl", "peft", "deepspeed", "vllm", "datasets", "modelscope",
+            "swanlab", "accelerate", "bitsandbytes", "swiftkit"]
+
+
+def installed(dist: str) -> Optional[str]:
+    """The installed version of a distribution, or None."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def stack_versions() -> dict[str, Optional[str]]:
+    """Python and every reported distribution -> version (None when absent); what a run directory records."""
+    out: dict[str, Optional[str]] = {"python": platform.python_version()}
+    out.update({name: installed(name) for name in REPORTED})
+    return out
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    name: str
+    installed: Optional[str]
+    supported: str
+    ok: bool
+    optional: bool
+
+    @property
+    def verdict(self) -> str:
+        if self.installed is None:
+            return "absent (optional)" if self.optional else "MISSING"
+        return "ok" if self.ok else "OUTSIDE SUPPORTED RANGE"
+
+
+def in_range(version: str, spec: str) -> bool:
+    try:
+        return Version(version) in SpecifierSet(spec)
+    except InvalidVersion:
+        return False
+
+
+def check_versions() -> list[VersionCheck]:
+    """Each supported distribution against its range; an absent optional one is fine."""
+    checks = []
+    for name, spec in SUPPORTED.items():
+        version = installed(name)
+        ok = in_range(version, spec) if version else name in OPTIONAL
+        checks.append(VersionCheck(name, version, spec, ok, name in OPTIONAL))
+    return checks

@@ -1,0 +1,81 @@
+"""The entry point of every training process: apply the shims, then hand the argument list to ms-swift.
+
+Why a worker and not ``swift sft``: ``swift sft`` re-runs itself as ``python swift/cli/sft.py`` (under torchrun when
+NPROC_PER_NODE/NNODES is set), so a patch applied in the launcher never reaches the ranks that train. swiftkit's
+launcher therefore starts ``python -m swiftkit.worker <sft args>`` itself, directly or as torchrun's module
+(``torchrun ... -m swiftkit.worker <sft args>``, the same torchrun options ms-swift would build). Each rank:
+
+1. applies :func:`swiftkit.shims.apply_all` before ms-swift or the model code is imported;
+2. writes ``<output_dir>/swiftkit_shims/rank<RANK>.json`` (which shims it applied and that they now hold), the
+   evidence that the shims are live in every training process;
+3. runs ms-swift's ``sft_main(argv)`` exactly as ``swift/cli/sft.py`` does;
+4. on rank 0, writes ``<output_dir>/result.json``: last/best checkpoint and the log history.
+
+A sitecustomize.py on PYTHONPATH would also reach every process, but it runs in every Python process the job
+starts (torchrun's agent, data workers, compilers) and shadows any sitecustomize the environment already has; an
+explicit entry point is visible in ``ps`` and in the run's recorded command.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from swiftkit import shims
+from swiftkit.atomic import write_json
+from swiftkit.rundir import RESULT
+
+SHIM_DIR = "swiftkit_shims"
+
+
+def _flag(argv: Sequence[str], name: str) -> Optional[str]:
+    flag = f"--{name}"
+    for i, token in enumerate(argv[:-1]):
+        if token == flag:
+            return argv[i + 1]
+    return None
+
+
+def record_shims(output_dir: str | Path, rank: int, applied: list[str]) -> Path:
+    """Write this rank's shim evidence: what was applied here and whether each shim now holds."""
+    path = Path(output_dir) / SHIM_DIR / f"rank{rank}.json"
+    write_json(path, {
+        "rank": rank,
+        "applied": applied,
+        "holds": {name: not needed for name, needed in shims.status().items()},
+    })
+    return path
+
+
+def _sft_main():
+    from swiftkit.dialect import dialect_for
+    from swiftkit.versions import installed
+
+    module = importlib.import_module(dialect_for(installed("ms-swift")).sft_main_module)
+    return module.sft_main
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    applied = shims.apply_all()
+    rank = int(os.environ.get("RANK", "0"))
+    output_dir = _flag(args, "output_dir")
+    if output_dir:
+        record_shims(output_dir, rank, applied)
+    try:  # what swift/cli/sft.py does before sft_main (SWIFT_SINGLE_DEVICE_MODE); absent in other releases
+        from swift.cli.utils import try_use_single_device_mode
+
+        try_use_single_device_mode()
+    except ImportError:
+        pass
+    result = _sft_main()(args)
+    if rank == 0 and output_dir and isinstance(result, dict):
+        keys = ("last_model_checkpoint", "best_model_checkpoint", "log_history")
+        write_json(Path(output_dir) / RESULT, {k: result.get(k) for k in keys})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

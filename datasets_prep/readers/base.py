@@ -11,6 +11,7 @@ from datasets_prep.sourcefiles import iter_file, list_data_files
 # system, turns and optionally tag / actions. It raises FieldError for a record it cannot use.
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
 Item = Union[Conversation, Reject]
+FileSpec = tuple[Path, str, Optional[str]]  # (path, label written into rejects, forced split or None)
 
 
 def convert_files(files: Iterable[tuple[Path, str, Optional[str]]], converter: Converter) -> Iterator[Item]:

@@ -1,0 +1,70 @@
+"""Resolve ``--src``: a local path, or a dataset on a hub (``modelscope://owner/name``, ``hf://owner/name``).
+
+Hub datasets are fetched as their raw files (a snapshot), so the same readers handle them as local copies
+(the Muice folder layout included). Downloads go through modelscope / huggingface_hub and their caches;
+with ``HF_HUB_OFFLINE=1`` or ``MODELSCOPE_OFFLINE=1`` (or ``offline=True``) only the local cache is used.
+Where the hub cannot be reached the error is one line naming the id, never the exception text (it can
+carry URLs with tokens).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+from swiftkit.errors import SwiftkitError
+
+SCHEMES = ("modelscope://", "hf://")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(src: str) -> bool:
+    return src.startswith(SCHEMES)
+
+
+def parse_hub_id(src: str) -> tuple[str, str]:
+    """``"hf://owner/name"`` -> ``("hf", "owner/name")``; a malformed id raises SwiftkitError."""
+    scheme, _, repo_id = src.partition("://")
+    if scheme not in ("modelscope", "hf") or not _REPO_ID.match(repo_id):
+        raise SwiftkitError(f"--src {src!r}: expected modelscope://owner/name or hf://owner/name")
+    return scheme, repo_id
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def fetch(src: str, *, offline: Optional[bool] = None, cache_dir: Optional[str] = None) -> Path:
+    """Download (or find in the cache) a hub dataset's files; returns the local snapshot folder."""
+    scheme, repo_id = parse_hub_id(src)
+    try:
+        if scheme == "hf":
+            from huggingface_hub import snapshot_download
+
+            local_only = offline if offline is not None else _env_flag("HF_HUB_OFFLINE")
+            path = snapshot_download(repo_id=repo_id, repo_type="dataset", cache_dir=cache_dir,
+                                     local_files_only=local_only)
+        else:
+            from modelscope.hub.snapshot_download import dataset_snapshot_download
+
+            local_only = offline if offline is not None else _env_flag("MODELSCOPE_OFFLINE")
+            path = dataset_snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=local_only)
+    except Exception as exc:  # each hub client raises its own family of network / cache errors
+        where = "not in the local cache (offline mode)" if local_only else "the hub is unreachable or refused it"
+        raise SwiftkitError(
+            f"--src {src}: cannot download {repo_id}: {where} ({type(exc).__name__}); "
+            "download the files yourself and pass --src PATH"
+        ) from None
+    return Path(path)
+
+
+def resolve(src: str | os.PathLike[str]) -> Path:
+    """A local path that exists, or a hub id fetched to a local folder."""
+    text = os.fspath(src)
+    if is_hub_id(text):
+        return fetch(text)
+    path = Path(text)
+    if not path.exists():
+        raise SwiftkitError(f"--src {text}: no such file or folder (use a path, modelscope://owner/name or hf://owner/name)")
+    return path

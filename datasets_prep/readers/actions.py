@@ -1,0 +1,24 @@
+"""The action-selection set from the digital-human LoRA seed: a CSV with 行动 / 问题 / 回答.
+
+``行动`` lists the actions joined by "、"; the answer uses ``<&动作&>`` tags. The system prompt (built in
+``registry.actions_system``) lists this record's actions, shuffled reproducibly from the seed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from datasets_prep.records import FieldError, require_str
+
+
+def convert(obj: dict[str, Any]) -> dict[str, Any]:
+    actions_text = require_str(obj, "行动")
+    assert actions_text is not None
+    actions = [a.strip() for a in actions_text.split("、") if a.strip()]
+    if not actions:
+        raise FieldError("field '行动' lists no actions")
+    return {
+        "system": None,
+        "turns": [{"role": "user", "content": require_str(obj, "问题")},
+                  {"role": "assistant", "content": require_str(obj, "回答")}],
+        "actions": actions,
+    }

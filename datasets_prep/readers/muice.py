@@ -1,0 +1,60 @@
+"""Muice (沐雪) role-play data, in every shape it has been published in.
+
+Shapes (see shared/notes/sources.md), detected per record:
+
+1. ``{"system": ..., "conversation": [{"human": ..., "assistant": ...}, ...]}`` (2025+; more pairs = multi-turn)
+2. ``{"prompt": ..., "completion": ..., "history": [[q, a], ...]}`` (up to 2024)
+3. ``{"prompt": ..., "respond": ..., "history": []}`` (2024 self-cognition file)
+4. ``{"messages": [{"role": ..., "content": ...}, ...]}``
+
+History turns come first, then the prompt and its answer, so multi-turn conversations stay whole.
+A dataset folder is read as published: ``train.jsonl`` and ``Customized/*.jsonl`` go to train and
+``test.jsonl`` to val; any other layout (or a single file) is split by ``--val-ratio``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from datasets_prep.readers.base import history_pairs, messages_turns, pairs_to_turns, plain_files
+from datasets_prep.records import FieldError, require_str
+
+
+def convert(obj: dict[str, Any]) -> dict[str, Any]:
+    if "conversation" in obj:
+        conv = obj["conversation"]
+        if not isinstance(conv, list) or not conv:
+            raise FieldError("field 'conversation' is missing or not a non-empty list")
+        pairs = []
+        for i, pair in enumerate(conv):
+            if not isinstance(pair, dict):
+                raise FieldError(f"field 'conversation[{i}]' is not a {{human, assistant}} object")
+            for key in ("human", "assistant"):
+                if key not in pair:
+                    raise FieldError(f"missing field 'conversation[{i}].{key}'")
+            pairs.append((pair["human"], pair["assistant"]))
+        return {"system": require_str(obj, "system", optional=True), "turns": pairs_to_turns(pairs)}
+    if "messages" in obj:
+        system, turns = messages_turns(obj)
+        return {"system": system, "turns": turns}
+    if "prompt" in obj:
+        answer_key = "completion" if "completion" in obj else "respond" if "respond" in obj else None
+        if answer_key is None:
+            raise FieldError("missing field 'completion' (or 'respond') beside 'prompt'")
+        pairs = history_pairs(obj) + [(obj["prompt"], obj[answer_key])]
+        return {"system": require_str(obj, "system", optional=True), "turns": pairs_to_turns(pairs)}
+    keys = ", ".join(sorted(map(str, obj))) or "none"
+    raise FieldError(f"unknown Muice record shape (keys: {keys}); expected conversation, prompt/completion, prompt/respond or messages")
+
+
+def dataset_files(src: Path) -> list[tuple[Path, str, Optional[str]]]:
+    """The published folder layout when present, else every data file."""
+    if src.is_dir():
+        train, test, custom = src / "train.jsonl", src / "test.jsonl", src / "Customized"
+        customized = sorted(custom.glob("*.jsonl")) if custom.is_dir() else []
+        if test.is_file() and (train.is_file() or customized):
+            files = [(train, "train.jsonl", "train")] if train.is_file() else []
+            files += [(p, f"Customized/{p.name}", "train") for p in customized]
+            files.append((test, "test.jsonl", "val"))
+            return files
+    return plain_files(src)

@@ -19,7 +19,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from datasets_prep import hub
+from datasets_prep import fastjson, hub
+from datasets_prep.digestset import DigestSet
 from datasets_prep.records import Conversation, Reject
 from datasets_prep.registry import get_source
 from datasets_prep.validate import check_messages
@@ -47,11 +48,12 @@ def build_messages(conv: Conversation, *, system: str, single_turn: bool,
                    model_name: Optional[Sequence[str]], model_author: Optional[Sequence[str]]) -> list[dict[str, Any]]:
     """System first, then the turns (only the first exchange with ``single_turn``), placeholders filled.
 
-    Placeholders use the zh value for ``tag == "zh"`` and the en value for ``"en"``; without a tag, zh where
-    the record contains CJK text, else en (ms-swift's self-cognition set carries the tag).
+    Readers build fresh turn dicts, so they are used as they are. Placeholders use the zh value for
+    ``tag == "zh"`` and the en value for ``"en"``; without a tag, zh where the record contains CJK text, else en
+    (ms-swift's self-cognition set carries the tag).
     """
-    turns = conv.turns[:2] if single_turn else conv.turns
-    messages = [{"role": "system", "content": system}] + [{"role": t["role"], "content": t["content"]} for t in turns]
+    messages = [{"role": "system", "content": system}]
+    messages += conv.turns[:2] if single_turn else conv.turns
     if model_name is not None or model_author is not None:
         if conv.tag is not None:
             idx = 0 if conv.tag == "zh" else 1
@@ -78,6 +80,22 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class _Sink:
+    """Buffered lines into an open binary file, hashed (sha256) as they are written."""
+
+    __slots__ = ("fh", "buf", "sha")
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.buf, self.sha = fh, [], hashlib.sha256()
+
+    def flush(self) -> None:
+        if self.buf:
+            data = b"".join(self.buf)
+            self.fh.write(data)
+            self.sha.update(data)
+            self.buf.clear()
 
 
 def _move_to_val(train_fh: Any, val_fh: Any, line: bytes) -> None:
@@ -146,79 +164,105 @@ def prep(
     key = str(seed).encode()[:64]
     threshold = int(val_ratio * 2**64)
     n_choices = len(choices)
-    score_text = [json.dumps(c) for c in choices]
-    dumps = json.dumps
-    blake2b = hashlib.blake2b
-    seen: set[bytes] = set()
+    score_text = [json.dumps(c).encode() for c in choices]
+    dumps = fastjson.dumps
+    seeded = hashlib.blake2b(digest_size=16, key=key)  # copied per record: cheaper than keying each hash
+    seen_add = DigestSet().add
     counts = {"read": 0, "train": 0, "val": 0, "rejected": 0, "duplicates": 0}
     inputs: dict[str, str] = {}
     first_reject: Optional[Reject] = None
-    lowest: Optional[tuple[int, bytes]] = None  # the hash-split train record closest to the val side
     moved = False
-    pending = 0
 
     with ExitStack() as stack:
         train_fh = stack.enter_context(atomic_open(out_dir / "train.jsonl", "w+b"))
-        val_fh = stack.enter_context(atomic_open(out_dir / "val.jsonl", "wb"))
-        rej_fh = stack.enter_context(atomic_open(out_dir / "rejects.jsonl", "wb"))
+        train, val, rejects = _Sink(train_fh), _Sink(stack.enter_context(atomic_open(out_dir / "val.jsonl", "wb"))), \
+            _Sink(stack.enter_context(atomic_open(out_dir / "rejects.jsonl", "wb")))
 
         def reject(item: Reject) -> None:
             nonlocal first_reject
             counts["rejected"] += 1
             first_reject = first_reject or item
-            rej_fh.write((dumps(item.as_json(), ensure_ascii=False) + "\n").encode())
+            rejects.buf.append(fastjson.dumps(item.as_json()) + b"\n")
+            rejects.flush()
 
-        for item in entry.read(specs):
-            counts["read"] += 1
-            pending += 1
-            if progress is not None and pending >= PROGRESS_EVERY:
-                progress(pending)
-                pending = 0
-            if isinstance(item, Reject):
+        constant_system = system if system is not None else entry.system if entry.system_builder is None else None
+        system_message = {"role": "system", "content": constant_system}  # shared: nothing mutates it on this path
+        data_system = system is None and keep
+        fill = model_name is not None or model_author is not None
+        train_add, val_add = train.buf.append, val.buf.append
+        n_read = n_train = n_val = n_dup = 0
+        lowest_rank = 1 << 64
+        lowest_line = b""
+        for item in entry.read(specs, inputs):
+            n_read += 1
+            if not n_read % PROGRESS_EVERY and progress is not None:
+                progress(PROGRESS_EVERY)
+            if item.__class__ is Reject:
                 reject(item)
                 continue
-            if system is not None:
-                sys_prompt = system
-            elif keep and isinstance(item.system, str) and item.system.strip():
-                sys_prompt = item.system
+            if data_system and isinstance(item.system, str) and item.system.strip():
+                sys_message = {"role": "system", "content": item.system}
+            elif constant_system is not None:
+                sys_message = system_message
             else:
-                sys_prompt = entry.default_system(item, seed)
-            messages = build_messages(item, system=sys_prompt, single_turn=single_turn,
-                                      model_name=model_name, model_author=model_author)
-            reason = check_messages(messages) or _unfilled(messages)
+                sys_message = {"role": "system", "content": entry.default_system(item, seed)}
+            if fill:
+                messages = build_messages(item, system=sys_message["content"], single_turn=single_turn,
+                                          model_name=model_name, model_author=model_author)
+            else:
+                messages = [sys_message]
+                messages += item.turns[:2] if single_turn else item.turns
+            reason = check_messages(messages)
             if reason is not None:
                 reject(Reject(item.file, item.line, reason, item.raw))
                 continue
-            body = dumps(messages, ensure_ascii=False).encode()
-            digest = blake2b(body, digest_size=16, key=key).digest()
-            if digest in seen:
-                counts["duplicates"] += 1
+            body = dumps(messages)
+            if b"{{" in body and (reason := _unfilled(messages)) is not None:
+                reject(Reject(item.file, item.line, reason, item.raw))
                 continue
-            seen.add(digest)
+            hasher = seeded.copy()
+            hasher.update(body)
+            digest = hasher.digest()
+            tail = int.from_bytes(digest[8:], "big")  # picks the score; also the dedupe key
+            if not seen_add(tail | 1):
+                n_dup += 1
+                continue
+            line = b'{"messages":' + body + b',"score":' + score_text[tail % n_choices] + b"}\n"
             rank = int.from_bytes(digest[:8], "big")
-            split = item.split or ("val" if rank < threshold else "train")
-            score = score_text[int.from_bytes(digest[8:], "big") % n_choices]
-            line = b'{"messages": ' + body + b', "score": ' + score.encode() + b"}\n"
-            (val_fh if split == "val" else train_fh).write(line)
-            if split == "train" and item.split is None and (lowest is None or rank < lowest[0]):
-                lowest = (rank, line)
-            counts[split] += 1
+            forced = item.split
+            if forced == "val" or (forced is None and rank < threshold):
+                val_add(line)
+                n_val += 1
+                if not n_val & 1023:
+                    val.flush()
+            else:
+                train_add(line)
+                n_train += 1
+                if not n_train & 1023:
+                    train.flush()
+                if forced is None and rank < lowest_rank:
+                    lowest_rank, lowest_line = rank, line
             if counter is not None:
                 counter.add(messages)
-        if progress is not None and pending:
-            progress(pending)
-        if val_ratio > 0 and counts["val"] == 0 and counts["train"] >= 2 and lowest is not None:
-            _move_to_val(train_fh, val_fh, lowest[1])
+        train.flush()
+        val.flush()
+        counts.update(read=n_read, train=n_train, val=n_val, duplicates=n_dup)
+        if progress is not None and n_read % PROGRESS_EVERY:
+            progress(n_read % PROGRESS_EVERY)
+        if val_ratio > 0 and n_val == 0 and n_train >= 2 and lowest_line:
+            _move_to_val(train_fh, val.fh, lowest_line)
             counts["train"] -= 1
             counts["val"] += 1
             moved = True
+            train_fh.seek(0)
+            train.sha = hashlib.sha256(train_fh.read())
+            val.sha.update(lowest_line)
         if counts["train"] + counts["val"] == 0:
             where = f"; first reject {first_reject.file}:{first_reject.line}: {first_reject.reason}" if first_reject else ""
             raise SwiftkitError(f"{src_text}: no valid record ({counts['read']} read, {counts['rejected']} rejected, "
                                 f"{counts['duplicates']} duplicates){where}")
 
-    for path, label, _ in specs:
-        inputs[label] = _sha256(path)
+    inputs = {label: inputs[label] for _, label, _ in specs}  # in reading order
     manifest: dict[str, Any] = {
         "source": source,
         "src": src_text,
@@ -241,7 +285,10 @@ def prep(
             write_histogram(out_dir / "lengths.png", counter.lengths, max_length,
                             f"{source}: {len(counter.lengths)} records, {manifest['token_lengths']['over_max_length']} over {max_length}")
     names = ["train.jsonl", "val.jsonl", "rejects.jsonl"] + (["lengths.png"] if counter is not None and histogram else [])
-    manifest["outputs"] = {name: _sha256(out_dir / name) for name in names}
+    manifest["outputs"] = {"train.jsonl": train.sha.hexdigest(), "val.jsonl": val.sha.hexdigest(),
+                           "rejects.jsonl": rejects.sha.hexdigest()}
+    if "lengths.png" in names:
+        manifest["outputs"]["lengths.png"] = _sha256(out_dir / "lengths.png")
     assert counts["read"] == counts["train"] + counts["val"] + counts["rejected"] + counts["duplicates"]
     write_json(out_dir / "manifest.json", manifest)
     return manifest

@@ -6,7 +6,7 @@ validation, dedupe, split, score, writing) is shared by every source and lives i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 Message = dict[str, Any]  # {"role": ..., "content": ...}; content is checked later by validate.py
 
@@ -23,7 +23,7 @@ class Conversation:
 
     file: str
     line: int
-    raw: str
+    raw: Union[str, bytes]  # bytes for JSON Lines (decoded only if the record is rejected)
     system: Optional[str]
     turns: list[Message]
     tag: Optional[str] = None
@@ -38,10 +38,11 @@ class Reject:
     file: str
     line: int
     reason: str
-    raw: str
+    raw: Union[str, bytes]
 
     def as_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "reason": self.reason, "raw": self.raw}
+        raw = self.raw.rstrip(b"\r\n").decode("utf-8", "replace") if isinstance(self.raw, bytes) else self.raw
+        return {"file": self.file, "line": self.line, "reason": self.reason, "raw": raw}
 
 
 class FieldError(ValueError):

@@ -42,8 +42,8 @@ class Source:
     keep_system: bool = False  # generic shapes keep the data's own system prompt by default
     files: Callable[[Path], list[FileSpec]] = plain_files  # which files of --src to read, in order
 
-    def read(self, specs: list[FileSpec]) -> Iterator[Item]:
-        return convert_files(specs, self.convert)
+    def read(self, specs: list[FileSpec], digests: Optional[dict[str, str]] = None) -> Iterator[Item]:
+        return convert_files(specs, self.convert, digests)
 
     def default_system(self, conv: Conversation, seed: int) -> str:
         if self.system_builder is not None:

@@ -1,6 +1,6 @@
 """Stream raw records out of JSON Lines, JSON array, CSV and Parquet files.
 
-Each file yields, in order, either ``(line, raw_text, obj)`` for a record that parsed, or a ``Reject``
+Each file yields, in order, either ``(line, raw, obj)`` (raw is the line's bytes for JSON Lines, text otherwise) for a record that parsed, or a ``Reject``
 for one that did not (invalid UTF-8, invalid JSON). A UTF-8 BOM and CRLF line ends are accepted.
 Blank lines in JSON Lines are skipped and not counted as records. ``line`` is the 1-based line number in
 the file (for a JSON array: the line where the element starts; for CSV: the line where the row ends; for
@@ -12,16 +12,19 @@ Nothing here holds a whole JSONL/CSV/Parquet file in memory; a JSON array is par
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
+from datasets_prep import fastjson
 from datasets_prep.records import Reject
 from swiftkit.errors import SwiftkitError
 
-RawRecord = tuple[int, str, Any]
+RawRecord = tuple[int, Union[str, bytes], Any]
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _BOM = b"\xef\xbb\xbf"
+_BLOCK = 1 << 20
 
 
 def list_data_files(root: Path) -> list[Path]:
@@ -39,45 +42,73 @@ def list_data_files(root: Path) -> list[Path]:
     return files
 
 
-def iter_file(path: Path, label: str | None = None) -> Iterator[Union[RawRecord, Reject]]:
-    """Raw records of one file; ``label`` is the file name written into rejects (default: the path)."""
+def iter_file(path: Path, label: str | None = None,
+              digests: Optional[dict[str, str]] = None) -> Iterator[Union[RawRecord, Reject]]:
+    """Raw records of one file; ``label`` is the file name written into rejects (default: the path).
+
+    With ``digests``, the file's sha256 is stored there under ``label`` once the file has been read.
+    """
     name = label or str(path)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        yield from _iter_csv(path, name)
-    elif suffix == ".parquet":
-        yield from _iter_parquet(path, name)
-    elif suffix in (".json", ".jsonl"):
+    if suffix not in SUFFIXES:
+        raise SwiftkitError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
+    if suffix in (".json", ".jsonl"):
         with open(path, "rb") as fh:
             head = fh.read(4096).lstrip(_BOM).lstrip()
-        if head.startswith(b"["):
-            yield from _iter_json_array(path, name)
-        else:
-            yield from _iter_jsonl(path, name)
+        if not head.startswith(b"["):
+            yield from _iter_jsonl(path, name, digests)
+            return
+        yield from _iter_json_array(path, name)
+    elif suffix == ".csv":
+        yield from _iter_csv(path, name)
     else:
-        raise SwiftkitError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
+        yield from _iter_parquet(path, name)
+    if digests is not None:  # small formats: hash the file once it has been read
+        digests[name] = sha256_file(path)
 
 
-def _iter_jsonl(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
-    loads = json.loads
+def _iter_jsonl(path: Path, name: str, digests: Optional[dict[str, str]] = None) -> Iterator[Union[RawRecord, Reject]]:
+    """The hot path: read 1 MiB blocks (hashed on the way when ``digests`` is given), split them into lines,
+    parse each line's bytes directly; decode and explain only lines that fail."""
+    loads, error = fastjson.loads, fastjson.DecodeError
+    sha = hashlib.sha256() if digests is not None else None
+    lineno = 0
+    rest = b""
     with open(path, "rb") as fh:
-        for lineno, data in enumerate(fh, 1):
-            if lineno == 1 and data.startswith(_BOM):
-                data = data[3:]
-            data = data.rstrip(b"\r\n")
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Reject(name, lineno, f"invalid UTF-8 at byte {exc.start}", data.decode("utf-8", "replace"))
-                continue
-            if not text.strip():
-                continue
-            try:
-                obj = loads(text)
-            except json.JSONDecodeError as exc:
-                yield Reject(name, lineno, f"invalid JSON: {exc.msg} at column {exc.colno}", text)
-                continue
-            yield lineno, text, obj
+        while True:
+            block = fh.read(_BLOCK)
+            if sha is not None:
+                sha.update(block)
+            if not block:
+                lines = [rest] if rest else []
+            else:
+                if lineno == 0 and not rest and block.startswith(_BOM):
+                    block = block[3:]
+                lines = (rest + block).split(b"\n")
+                rest = lines.pop()
+            for data in lines:
+                lineno += 1
+                try:
+                    obj = loads(data)
+                except error:
+                    data = data.rstrip(b"\r")
+                    if not data.strip():  # blank lines are not records
+                        continue
+                    yield Reject(name, lineno, fastjson.explain(data), data.decode("utf-8", "replace"))
+                    continue
+                yield lineno, data, obj
+            if not block:
+                break
+    if digests is not None and sha is not None:
+        digests[name] = sha.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _has_surrogates(value: Any) -> bool:

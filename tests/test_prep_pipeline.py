@@ -50,6 +50,9 @@ def test_make_prep_writes_every_source(prepped, source):
 
     for name, digest in m["outputs"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+    src_root = SAMPLES / source
+    assert m["inputs"] and all(hashlib.sha256((src_root / rel).read_bytes()).hexdigest() == digest
+                               for rel, digest in m["inputs"].items())
 
 
 def test_muice_samples_fit_the_smoke_run(prepped):
@@ -81,13 +84,13 @@ def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch):
 
     real_read = SOURCES["medical_r1"].read
 
-    def exploding(specs):
-        for i, item in enumerate(real_read(specs)):
+    def exploding(specs, digests=None):
+        for i, item in enumerate(real_read(specs, digests)):
             if i == 3:
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr(type(SOURCES["medical_r1"]), "read", lambda self, specs: exploding(specs))
+    monkeypatch.setattr(type(SOURCES["medical_r1"]), "read", lambda self, specs, digests=None: exploding(specs, digests))
     with pytest.raises(KeyboardInterrupt):
         prep("medical_r1", SAMPLES / "medical_r1", out, token_stats=False, val_ratio=0.5)
     after = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -150,3 +153,18 @@ def test_hub_id_read_from_local_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     m = prep("muice", "hf://Moemu/Muice-Dataset", tmp_path / "o", token_stats=False)
     assert m["val"] == 4 and m["train"] == 12 + 7 and m["src"] == "hf://Moemu/Muice-Dataset"
+
+
+def test_large_jsonl_lines_across_read_blocks(tmp_path):
+    """Lines that straddle the reader's 1 MiB blocks keep their numbers; CRLF and a last line without newline."""
+    long_answer = "好" * 700
+    rows = [json.dumps({"prompt": f"问{i}", "completion": long_answer}, ensure_ascii=False) for i in range(1200)]
+    rows[999] = '{"prompt": "坏", "completion": '
+    src = tmp_path / "big.jsonl"
+    src.write_bytes("\r\n".join(rows).encode())  # ~2.5 MiB, no trailing newline
+    m = prep("muice", src, tmp_path / "o", token_stats=False, val_ratio=0.0)
+    assert (m["read"], m["train"], m["rejected"]) == (1200, 1199, 1)
+    (rej,) = read_lines(tmp_path / "o" / "rejects.jsonl")
+    assert rej["line"] == 1000 and rej["raw"] == rows[999]
+    users = [r["messages"][1]["content"] for r in read_lines(tmp_path / "o" / "train.jsonl")]
+    assert users[-1] == "问1199" and len(set(users)) == 1199

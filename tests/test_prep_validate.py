@@ -82,3 +82,19 @@ def test_csv_and_json_array_rejects_name_their_line(tmp_path):
     m = prep("fortune", arr, tmp_path / "out2", val_ratio=0.0, token_stats=False)
     (rej,) = [json.loads(x) for x in (tmp_path / "out2" / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
     assert (m["train"], rej["line"], rej["reason"]) == (1, 3, "missing field 'Complex_CoT'")
+
+
+def test_digest_set_finds_duplicates_across_growth():
+    import random
+
+    from datasets_prep.digestset import DigestSet
+
+    rng = random.Random(0)
+    keys = [rng.getrandbits(64) | 1 for _ in range(20_000)]
+    seen = DigestSet(bits=4)
+    assert all(seen.add(k) for k in keys)  # grows from 16 slots through many resizes
+    assert len(seen) == len(keys)
+    assert not any(seen.add(k) for k in keys[::7])
+    assert len(seen) == len(keys)
+    colliding = [(1 << 40) * i + 5 for i in range(1, 50)]  # same low bits: one probe chain
+    assert all(seen.add(k) for k in colliding) and not any(seen.add(k) for k in colliding)

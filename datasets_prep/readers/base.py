@@ -14,15 +14,19 @@ Item = Union[Conversation, Reject]
 FileSpec = tuple[Path, str, Optional[str]]  # (path, label written into rejects, forced split or None)
 
 
-def convert_files(files: Iterable[tuple[Path, str, Optional[str]]], converter: Converter) -> Iterator[Item]:
-    """``files`` is (path, label written into rejects, forced split or None), read in that order."""
+def convert_files(files: Iterable[tuple[Path, str, Optional[str]]], converter: Converter,
+                  digests: Optional[dict[str, str]] = None) -> Iterator[Item]:
+    """``files`` is (path, label written into rejects, forced split or None), read in that order.
+
+    With ``digests``, each file's sha256 is stored there under its label as it is read.
+    """
     for path, label, split in files:
-        for item in iter_file(path, label):
-            if isinstance(item, Reject):
+        for item in iter_file(path, label, digests):
+            if item.__class__ is Reject:
                 yield item
                 continue
             line, raw, obj = item
-            if not isinstance(obj, dict):
+            if obj.__class__ is not dict:
                 yield Reject(label, line, f"record is a JSON {type(obj).__name__}, expected an object", raw)
                 continue
             try:
@@ -30,7 +34,8 @@ def convert_files(files: Iterable[tuple[Path, str, Optional[str]]], converter: C
             except FieldError as exc:
                 yield Reject(label, line, str(exc), raw)
                 continue
-            yield Conversation(file=label, line=line, raw=raw, split=split, **fields)
+            yield Conversation(label, line, raw, fields["system"], fields["turns"], fields.get("tag"), split,
+                               fields.get("actions"))
 
 
 def plain_files(src: Path) -> list[tuple[Path, str, Optional[str]]]:

@@ -23,17 +23,18 @@ from datasets_prep.records import FieldError, require_str
 def convert(obj: dict[str, Any]) -> dict[str, Any]:
     if "conversation" in obj:
         conv = obj["conversation"]
-        if not isinstance(conv, list) or not conv:
+        if conv.__class__ is not list or not conv:
             raise FieldError("field 'conversation' is missing or not a non-empty list")
-        pairs = []
+        turns = []
         for i, pair in enumerate(conv):
-            if not isinstance(pair, dict):
+            if pair.__class__ is not dict:
                 raise FieldError(f"field 'conversation[{i}]' is not a {{human, assistant}} object")
-            for key in ("human", "assistant"):
-                if key not in pair:
-                    raise FieldError(f"missing field 'conversation[{i}].{key}'")
-            pairs.append((pair["human"], pair["assistant"]))
-        return {"system": require_str(obj, "system", optional=True), "turns": pairs_to_turns(pairs)}
+            try:
+                turns.append({"role": "user", "content": pair["human"]})
+                turns.append({"role": "assistant", "content": pair["assistant"]})
+            except KeyError as exc:
+                raise FieldError(f"missing field 'conversation[{i}].{exc.args[0]}'") from None
+        return {"system": require_str(obj, "system", optional=True), "turns": turns}
     if "messages" in obj:
         system, turns = messages_turns(obj)
         return {"system": system, "turns": turns}

@@ -46,10 +46,10 @@ def fetch(src: str, *, offline: Optional[bool] = None, cache_dir: Optional[str] 
             path = snapshot_download(repo_id=repo_id, repo_type="dataset", cache_dir=cache_dir,
                                      local_files_only=local_only)
         else:
-            from modelscope.hub.snapshot_download import dataset_snapshot_download
+            from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_download
 
             local_only = offline if offline is not None else _env_flag("MODELSCOPE_OFFLINE")
-            path = dataset_snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=local_only)
+            path = ms_snapshot_download(repo_id, repo_type="dataset", cache_dir=cache_dir, local_files_only=local_only)
     except Exception as exc:  # each hub client raises its own family of network / cache errors
         where = "not in the local cache (offline mode)" if local_only else "the hub is unreachable or refused it"
         raise SwiftkitError(

@@ -168,3 +168,29 @@ def test_large_jsonl_lines_across_read_blocks(tmp_path):
     assert rej["line"] == 1000 and rej["raw"] == rows[999]
     users = [r["messages"][1]["content"] for r in read_lines(tmp_path / "o" / "train.jsonl")]
     assert users[-1] == "问1199" and len(set(users)) == 1199
+
+
+def _swiftkit_subprocess(env_extra: dict, *argv: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, "-m", "swiftkit.cli", *argv], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+
+
+def test_modelscope_id_offline_error_and_cache_hit(tmp_path):
+    """modelscope reads its cache folder from the environment at import, hence a subprocess per case."""
+    env = {"MODELSCOPE_CACHE": str(tmp_path / "ms"), "MODELSCOPE_OFFLINE": "1"}
+    args = ("prep", "muice", "--src", "modelscope://Moemuu/Muice-Dataset", "--out", str(tmp_path / "o"), "--no-progress")
+    proc = _swiftkit_subprocess(env, *args)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "swiftkit prep: error: --src modelscope://Moemuu/Muice-Dataset: cannot download Moemuu/Muice-Dataset: not in the local cache")
+    snap = tmp_path / "ms" / "datasets" / "Moemuu" / "Muice-Dataset"
+    (snap / "Customized").mkdir(parents=True)
+    for rel in ("train.jsonl", "test.jsonl", "Customized/self_cognition.jsonl"):
+        (snap / rel).write_bytes((SAMPLES / "muice" / rel).read_bytes())
+    proc = _swiftkit_subprocess(env, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("muice: read 23, train 19, val 4, rejected 0, duplicates 0")

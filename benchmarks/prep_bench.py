@@ -6,7 +6,7 @@ For each size (default 20k and 200k records) it writes a Muice-shaped JSONL file
 - naive: ``json.loads`` every line into a list, then ``json.dumps`` each record out (what the seed scripts do;
   no validation, no dedupe, no split; lines that fail to parse are skipped, where the seeds would crash);
 - prep: ``datasets_prep.pipeline.prep`` with all validation, dedupe, split and score, token statistics off;
-- tokens: the token-length statistics alone (Qwen fast tokenizer, batch encode) over the prepared records
+- tokens: the token-length statistics alone (Qwen fast tokenizer, encode_batch_fast) over the prepared records
   (the first 50k at most: tokenizing is ~10x slower than converting, and records/s is what is compared).
 
 Peak memory is the subprocess's peak RSS (``resource.getrusage``). Run alone:
@@ -160,7 +160,7 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
                      f"naive json {nr:,.0f} rec/s, peak {naive['peak_rss_mib']:.0f} MiB | speed ratio {pr / nr:.2f}x "
                      f"(best of {prep_['runs']}, json backend {_backend()})")
         lines.append(f"prep {n} token stats: {tok['records'] / tok['seconds']:,.0f} rec/s "
-                     f"({tok['records']} records in {tok['seconds']:.1f} s, Qwen fast tokenizer, batch encode)")
+                     f"({tok['records']} records in {tok['seconds']:.1f} s, Qwen fast tokenizer, encode_batch_fast)")
     small, large = sorted(results)
     ratio = results[large]["prep"]["peak_rss_mib"] / results[small]["prep"]["peak_rss_mib"]
     naive_ratio = results[large]["naive"]["peak_rss_mib"] / results[small]["naive"]["peak_rss_mib"]

@@ -98,3 +98,19 @@ def test_digest_set_finds_duplicates_across_growth():
     assert len(seen) == len(keys)
     colliding = [(1 << 40) * i + 5 for i in range(1, 50)]  # same low bits: one probe chain
     assert all(seen.add(k) for k in colliding) and not any(seen.add(k) for k in colliding)
+
+
+def test_json_array_invalid_utf8_element_rejected_and_broken_array_is_one_line_error(tmp_path):
+    from swiftkit.errors import SwiftkitError
+
+    arr = tmp_path / "f.json"
+    arr.write_bytes(b'\xef\xbb\xbf[\r\n {"Question": "q1", "Complex_CoT": "c", "Response": "r"},\r\n'
+                    b' {"Question": "\xff", "Complex_CoT": "c", "Response": "r"},\r\n'
+                    b' {"Question": "q3", "Complex_CoT": "c", "Response": "r"}\r\n]\r\n')
+    m = prep("fortune", arr, tmp_path / "out", val_ratio=0.0, token_stats=False)
+    (rej,) = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert (m["train"], rej["line"], rej["reason"]) == (2, 3, "invalid UTF-8")
+    arr.write_text('[{"Question": "q1", "Complex_CoT": "c", "Response": "r"},\n {"Question": "q2", ]', encoding="utf-8")
+    with pytest.raises(SwiftkitError, match=r"^f.json:2: invalid JSON array") as err:
+        prep("fortune", arr, tmp_path / "out2", val_ratio=0.0, token_stats=False)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,267 @@
+"""Post-train checks for a run; writes RUN/check_report.json and exits 1 when a check fails.
+
+  eos          generation_config.json lists the template's end-of-turn token (<|im_end|> = 151645 for Qwen chat
+               templates) among its eos ids; otherwise generation never stops. --fix adds it (atomic rewrite).
+  stop_label   the last assistant token of encoded training records (the end-of-turn token) carries a label, so
+               the model learns to stop. Records are encoded with ms-swift's own template at the run's max_length.
+  identity     persona runs only: the greedy answer to "你是谁？" must not claim Qwen / 通义千问 / Alibaba / 阿里
+               (a denial such as "才不是Qwen呢" is fine), asked both with the run's system prompt and with none (a client that sends no system message gets
+               the template's default, "You are Qwen, created by Alibaba Cloud...").
+
+examples:
+  swiftkit check runs/muice_full/v1
+  swiftkit check runs/muice_full/v1 --fix            # repair generation_config.json eos ids
+  swiftkit check runs/muice_full/v1 --no-probe       # skip the identity probe (no model load)
+  swiftkit check runs/muice_full/v1 --checkpoint best
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from swiftkit.atomic import write_json
+from swiftkit.errors import SwiftkitError
+from swiftkit.rundir import RunInfo, read_run_info, resolve_checkpoint
+
+REPORT = "check_report.json"
+IDENTITY_PROMPT = "你是谁？"
+FORBIDDEN_IDENTITY = re.compile(r"qwen|通义|千问|alibaba|阿里", re.IGNORECASE)
+NEGATED_IDENTITY = re.compile(
+    r"(?:不是|并不是|才不是|不叫|not|n't|never)[\s\W]{0,3}(?:the\s+|a\s+)?(?:qwen|通义千问|通义|千问|alibaba|阿里\w*)",
+    re.IGNORECASE,
+)
+"""A denial ("才不是Qwen呢！", "not Qwen") is what a persona should say; only an unnegated mention fails."""
+STOP_SAMPLE = 50
+"""How many training records the stop-label check encodes (tokenizer only: cheap)."""
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: Optional[bool]
+    """True pass, False fail, None skipped."""
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "SKIP"}[self.ok]
+
+
+# --- eos -------------------------------------------------------------------------------------------------------
+
+def generation_config_path(run_dir: Path, info: RunInfo, ckpt: Path) -> Path:
+    """The generation_config.json that inference loads: the checkpoint's, or the base model's for adapters."""
+    own = ckpt / "generation_config.json"
+    if own.is_file() or info.train_type == "full":
+        return own
+    return Path(info.model) / "generation_config.json"
+
+
+def _eos_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def check_eos(path: Path, end_of_turn_id: int, *, fix: bool = False) -> CheckResult:
+    if not path.is_file():
+        return CheckResult("eos", False, f"{path}: missing (inference falls back to config.json's eos)",
+                           {"path": str(path)})
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        return CheckResult("eos", False, f"{path}: not JSON ({exc})", {"path": str(path)})
+    eos = _eos_list(config.get("eos_token_id"))
+    data = {"path": str(path), "eos_token_id": eos, "end_of_turn_id": end_of_turn_id}
+    if end_of_turn_id in eos:
+        return CheckResult("eos", True, f"{path.name} eos {eos} includes end-of-turn {end_of_turn_id}", data)
+    if not fix:
+        return CheckResult("eos", False, f"{path}: field eos_token_id {eos} lacks end-of-turn id {end_of_turn_id} "
+                                         "(generation will not stop; run with --fix)", data)
+    config["eos_token_id"] = [end_of_turn_id] + eos
+    write_json(path, config)
+    data.update(fixed=True, eos_token_id=config["eos_token_id"])
+    return CheckResult("eos", True, f"{path.name} eos fixed: {eos} -> {config['eos_token_id']}", data)
+
+
+# --- stop label ------------------------------------------------------------------------------------------------
+
+def load_template(info: RunInfo, tokenizer_dir: str):
+    """ms-swift's template for the run (train mode: labels on), with the run's max_length."""
+    from swift.llm import get_model_tokenizer, get_template
+
+    _, tokenizer = get_model_tokenizer(tokenizer_dir, load_model=False, model_type=info.model_type)
+    template = get_template(info.template or tokenizer.model_meta.template, tokenizer,
+                            default_system=info.system, max_length=info.max_length,
+                            truncation_strategy="right")
+    template.set_mode("train")
+    return template
+
+
+def end_of_turn_id(template) -> int:
+    """The first token of the template's suffix (``<|im_end|>`` for the Qwen chat templates)."""
+    suffix = template.template_meta.suffix
+    first = suffix[0] if suffix else None
+    if isinstance(first, list):
+        return int(first[0])
+    if isinstance(first, str) and first:
+        ids = template.tokenizer.encode(first, add_special_tokens=False)
+        if ids:
+            return int(ids[0])
+    eos = template.tokenizer.eos_token_id
+    if eos is None:
+        raise SwiftkitError(f"template {template.template_meta.template_type}: no end-of-turn token found")
+    return int(eos)
+
+
+def iter_records(files: Sequence[str], limit: int):
+    count = 0
+    for name in files:
+        with open(name, encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield name, lineno, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SwiftkitError(f"{name}:{lineno}: not JSON ({exc.msg})") from exc
+                count += 1
+                if count >= limit:
+                    return
+
+
+def stop_label_ok(template, record: dict, eot: int) -> tuple[bool, str]:
+    """Encode one record; True when its last assistant turn ends with a labelled end-of-turn token."""
+    messages = record.get("messages") or []
+    if not messages or messages[-1].get("role") != "assistant":
+        return False, "field messages: last turn is not an assistant answer"
+    encoded = template.encode({"messages": messages})
+    ids, labels = list(encoded["input_ids"]), list(encoded["labels"])
+    labelled = [i for i, lab in enumerate(labels) if lab != -100]
+    cut = template.max_length is not None and len(ids) >= template.max_length
+    if not labelled:
+        if cut:
+            return False, f"max_length {template.max_length} cuts the record before its answer and end-of-turn {eot}"
+        return False, "no token carries a label"
+    last_eot = max((i for i, t in enumerate(ids) if t == eot), default=-1)
+    if last_eot < labelled[0]:
+        why = f"max_length {template.max_length} cuts" if cut else "ends"
+        return False, f"the answer {why} before its end-of-turn token {eot}"
+    if labels[last_eot] != eot:
+        return False, f"end-of-turn token {eot} at position {last_eot} has no label"
+    return True, ""
+
+
+def check_stop_labels(template, files: Sequence[str], eot: int, limit: int = STOP_SAMPLE) -> CheckResult:
+    if not files:
+        return CheckResult("stop_label", None, "the run lists no train files")
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        return CheckResult("stop_label", None, f"train file {missing[0]} not found", {"files": list(files)})
+    checked, bad = 0, []
+    for name, lineno, record in iter_records(files, limit):
+        checked += 1
+        ok, why = stop_label_ok(template, record, eot)
+        if not ok:
+            bad.append(f"{name}:{lineno}: {why}")
+    data = {"checked": checked, "failed": len(bad), "failures": bad[:10], "end_of_turn_id": eot}
+    if bad:
+        return CheckResult("stop_label", False, f"{len(bad)}/{checked} records: {bad[0]}", data)
+    return CheckResult("stop_label", True, f"{checked}/{checked} records end with a labelled end-of-turn {eot}", data)
+
+
+# --- identity --------------------------------------------------------------------------------------------------
+
+def run_system(info: RunInfo) -> Optional[str]:
+    """The system prompt the run was trained with: RunInfo.system, else the first train record's own."""
+    if info.system:
+        return info.system
+    for _, _, record in iter_records([f for f in info.train_files if Path(f).is_file()], 1):
+        messages = record.get("messages") or []
+        if messages and messages[0].get("role") == "system":
+            return messages[0].get("content")
+    return None
+
+
+def claims_forbidden_identity(answer: Optional[str]) -> bool:
+    """True when ``answer`` mentions Qwen / 通义千问 / Alibaba / 阿里 other than to deny it."""
+    return bool(FORBIDDEN_IDENTITY.search(NEGATED_IDENTITY.sub(" ", answer or "")))
+
+
+def identity_verdict(answers: dict[str, str]) -> CheckResult:
+    """FAIL when any probe answer names Qwen / 通义千问 / Alibaba / 阿里."""
+    hits = {k: v for k, v in answers.items() if claims_forbidden_identity(v)}
+    data = {"prompt": IDENTITY_PROMPT, "answers": answers}
+    if hits:
+        which, answer = next(iter(hits.items()))
+        return CheckResult("identity", False, f"probe {IDENTITY_PROMPT} ({which}) answered {answer[:80]!r}", data)
+    return CheckResult("identity", True, f"{len(answers)} probe answers name no Qwen/Alibaba identity", data)
+
+
+def identity_probe(spec, system: Optional[str]) -> CheckResult:
+    import dataclasses
+
+    from swiftkit.infer import greedy_answers
+
+    spec = dataclasses.replace(spec, system=None)  # "no system" must get the template's own default
+
+    conversations = {"no system": [{"role": "user", "content": IDENTITY_PROMPT}]}
+    if system:
+        conversations = {"run system": [{"role": "system", "content": system}, *conversations["no system"]],
+                         **conversations}
+    answers = greedy_answers(spec, list(conversations.values()), max_new_tokens=64)
+    return identity_verdict(dict(zip(conversations, answers)))
+
+
+# --- all -------------------------------------------------------------------------------------------------------
+
+def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = False, probe: bool = True) -> dict:
+    """Run every check on ``run_dir``; writes and returns the report (``ok`` false when any check failed)."""
+    from swiftkit.infer import model_spec_for
+
+    run = Path(run_dir)
+    info = read_run_info(run)
+    ckpt = resolve_checkpoint(run, checkpoint)
+    tokenizer_dir = str(ckpt) if info.train_type == "full" else info.model
+    template = load_template(info, tokenizer_dir)
+    eot = end_of_turn_id(template)
+    results = [
+        check_eos(generation_config_path(run, info, ckpt), eot, fix=fix),
+        check_stop_labels(template, info.train_files, eot),
+    ]
+    if not info.persona:
+        results.append(CheckResult("identity", None, "not a persona run (RunInfo.persona false)"))
+    elif not probe:
+        results.append(CheckResult("identity", None, "skipped (--no-probe)"))
+    else:
+        system = run_system(info)
+        spec = model_spec_for(run, str(ckpt), system=None)
+        results.append(identity_probe(spec, system))
+    report = {
+        "run": str(run),
+        "checkpoint": str(ckpt),
+        "ok": all(r.ok is not False for r in results),
+        "checks": [asdict(r) | {"status": r.status} for r in results],
+    }
+    write_json(run / REPORT, report)
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory (runs/<recipe>/v<N>)")
+    parser.add_argument("--checkpoint", default="last", help="best | last (default) | a checkpoint folder")
+    parser.add_argument("--fix", action="store_true", help="add the end-of-turn id to generation_config.json eos")
+    parser.add_argument("--no-probe", action="store_true", help="skip the identity probe (no model load)")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_checks(args.run, checkpoint=args.checkpoint, fix=args.fix, probe=not args.no_probe)
+    for item in report["checks"]:
+        print(f"{item['status']:4}  {item['name']:10}  {item['detail']}")
+    print(f"report: {Path(args.run) / REPORT}")
+    return 0 if report["ok"] else 1

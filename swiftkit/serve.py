@@ -1,0 +1,212 @@
+"""Serve a trained run over an OpenAI-compatible HTTP API with `swift deploy`.
+
+Binds 127.0.0.1:8000 by default (loopback only; pass --host 0.0.0.0 to expose it on purpose). If the port is
+taken, it stops with one line instead of letting ms-swift silently move to the next free port. With --api-key,
+requests must send `Authorization: Bearer KEY` (ms-swift answers others with HTTP 400 "API key error"); the key is
+never printed (`--api_key ***`). The model name clients send is the recipe name unless --served-model-name says
+otherwise. Backend: vLLM when a GPU is visible, else pt. Ctrl-C stops the server.
+
+examples:
+  swiftkit serve runs/muice_full/v1
+  swiftkit serve runs/muice_full/v1 --port 8011 --api-key "$MY_KEY"
+  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+       -d '{"model": "muice_full", "messages": [{"role": "user", "content": "你是谁？"}]}'
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Optional
+
+from swiftkit.errors import SwiftkitError
+from swiftkit.infer_args import Backend, GenerationOptions, deploy_args, python_module_command, quote
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when ``port`` cannot be bound on ``host`` or on all interfaces (ms-swift's own test binds '')."""
+    for addr in dict.fromkeys([host, ""]):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((addr, port))
+            except OSError:
+                return True
+    return False
+
+
+def port_busy_reason(host: str, port: int) -> str:
+    """One line for a port that :func:`port_in_use` refused: a live listener, or connections still closing."""
+    target = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    try:
+        with socket.create_connection((target, port), timeout=1):
+            return f"port {port} on {host} is already in use; pick another with --port"
+    except OSError:
+        return (f"port {port} on {host} is still held by closing connections (TIME_WAIT) and ms-swift would "
+                "silently move to another port; retry in a minute or pick another with --port")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    host: str
+    port: int
+    model_name: str
+    api_key: Optional[str] = None
+    pump: Optional[threading.Thread] = None
+    """Copies the server's output (key masked); joined by stop()."""
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def request(self, path: str, payload: Optional[dict] = None, *, api_key: Optional[str] = None,
+                timeout: float = 120) -> tuple[int, dict]:
+        """(status, JSON body) of a GET (no payload) or POST to the server."""
+        data = json.dumps(payload).encode() if payload is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method="POST" if data else "GET")
+        req.add_header("Content-Type", "application/json")
+        if api_key:
+            req.add_header("Authorization", f"Bearer {api_key}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            try:
+                return exc.code, json.loads(body or b"{}")
+            except json.JSONDecodeError:
+                return exc.code, {"raw": body.decode(errors="replace")}
+
+    def chat(self, messages: list[dict], *, api_key: Optional[str] = None, max_tokens: int = 64) -> tuple[int, dict]:
+        return self.request("/v1/chat/completions", {"model": self.model_name, "messages": messages,
+                                                     "max_tokens": max_tokens, "temperature": 0},
+                            api_key=api_key)
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        """Poll /v1/models until the server answers; SwiftkitError if the process dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SwiftkitError(f"swift deploy exited with status {self.process.returncode} before serving")
+            try:
+                status, _ = self.request("/v1/models", api_key=self.api_key, timeout=5)
+                if status == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(1)
+        raise SwiftkitError(f"swift deploy did not answer on {self.base_url} within {timeout:.0f} s")
+
+    def stop(self, grace: float = 15) -> int:
+        """Stop the server's whole process group (SIGTERM, then SIGKILL after ``grace`` seconds)."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+        if self.pump is not None:
+            self.pump.join(timeout=10)
+        return self.process.returncode
+
+
+def deploy_command(run_dir: str | Path, *, host: str, port: int, api_key: Optional[str], checkpoint: str = "last",
+                   backend: Optional[Backend] = None, served_model_name: Optional[str] = None,
+                   max_new_tokens: int = 512) -> tuple[list[str], str]:
+    """The ``python -m swift.cli.deploy ...`` command for a run, and the model name clients must send."""
+    from swiftkit.infer import default_backend, model_spec_for, require_backend, visible_gpus, vllm_options
+    from swiftkit.rundir import read_run_info
+
+    info = read_run_info(run_dir)
+    backend = backend or default_backend()
+    require_backend(backend)
+    spec = model_spec_for(run_dir, checkpoint)
+    name = served_model_name or info.recipe
+    gen = GenerationOptions(max_new_tokens=max_new_tokens)
+    vllm = vllm_options(info, gpu_memory_utilization=0.9, max_model_len=None, max_new_tokens=max_new_tokens,
+                        gpus=visible_gpus() if backend == "vllm" else 0)
+    args = deploy_args(spec, host=host, port=port, api_key=api_key, served_model_name=name, backend=backend,
+                       vllm=vllm, generation=gen)
+    return python_module_command("swift.cli.deploy", args), name
+
+
+def _pump(stream: IO[str], sink: IO[str], secret: Optional[str]) -> None:
+    """Copy the server's output to ``sink`` line by line with the API key masked (ms-swift logs its args)."""
+    try:
+        for line in stream:
+            sink.write(line.replace(secret, "***") if secret else line)
+            sink.flush()
+    except ValueError:  # the sink was closed under us: nothing left to copy to
+        pass
+
+
+def _spawn(cmd: list[str], sink: IO[str], api_key: Optional[str]) -> tuple[subprocess.Popen, threading.Thread]:
+    """Start ``cmd`` in its own process group (so :meth:`Server.stop` ends every child), output masked."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+                            errors="replace", start_new_session=True)
+    assert proc.stdout is not None
+    pump = threading.Thread(target=_pump, args=(proc.stdout, sink, api_key), daemon=True)
+    pump.start()
+    return proc, pump
+
+
+def start_server(run_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 api_key: Optional[str] = None, checkpoint: str = "last", backend: Optional[Backend] = None,
+                 served_model_name: Optional[str] = None, log: Optional[IO[str]] = None) -> Server:
+    """Start `swift deploy`; output (key masked) goes to ``log`` or stdout. Does not wait: see wait_ready()."""
+    if port_in_use(host, port):
+        raise SwiftkitError(port_busy_reason(host, port))
+    cmd, name = deploy_command(run_dir, host=host, port=port, api_key=api_key, checkpoint=checkpoint,
+                               backend=backend, served_model_name=served_model_name)
+    sink = log if log is not None else sys.stdout
+    sink.write("$ " + quote(cmd) + "\n")
+    sink.flush()
+    proc, pump = _spawn(cmd, sink, api_key)
+    return Server(proc, host, port, name, api_key, pump)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory (runs/<recipe>/v<N>)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST}: this machine only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; fails if taken")
+    parser.add_argument("--api-key", default=os.environ.get("SWIFTKIT_API_KEY"),
+                        help="require 'Authorization: Bearer KEY' (default $SWIFTKIT_API_KEY; never printed)")
+    parser.add_argument("--checkpoint", default="last", help="best | last (default) | a checkpoint folder")
+    parser.add_argument("--backend", choices=["vllm", "pt"], help="default: vllm when a GPU is visible, else pt")
+    parser.add_argument("--served-model-name", help="model name clients send (default: the recipe name)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise SwiftkitError(f"--port {args.port}: must be 1-65535")
+    if port_in_use(args.host, args.port):
+        raise SwiftkitError(port_busy_reason(args.host, args.port))
+    cmd, name = deploy_command(args.run, host=args.host, port=args.port, api_key=args.api_key,
+                               checkpoint=args.checkpoint, backend=args.backend,
+                               served_model_name=args.served_model_name)
+    print("$ " + quote(cmd), flush=True)
+    print(f"serving model '{name}' on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", flush=True)
+    proc, pump = _spawn(cmd, sys.stdout, args.api_key)
+    server = Server(proc, args.host, args.port, name, args.api_key, pump)
+    try:
+        return server.process.wait()
+    except KeyboardInterrupt:
+        server.stop()
+        return 130

@@ -40,6 +40,12 @@ def test_smoke_end_to_end(smoke_paths, capsys):
     assert rows and all(r["response"] == r["labels"] for r in rows)
     losses = smoke.train_losses(run)
     assert losses[-1] <= losses[0] * smoke.LOSS_RATIO
+    # `make bench` reads the same ms-swift log for the train throughput figure
+    from benchmarks.train_bench import parse_logging
+
+    samples_per_s, mean_tokens, size, epochs, runtime = parse_logging(run / "logging.jsonl")
+    train_rows = (smoke_paths["data_dir"] / "muice" / "train.jsonl").read_text().splitlines()
+    assert size == len(train_rows) and samples_per_s > 0 and 10 < mean_tokens < 256 and runtime > 0
 
 
 @pytest.mark.slow

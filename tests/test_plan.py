@@ -1,0 +1,183 @@
+"""Planning: golden plans for every recipe at 1, 2, 8 GPUs and 2 nodes x 8; the global batch is the same in all;
+every planned flag is a field of the installed ms-swift's TrainArguments and its value parses.
+
+Regenerate the golden files after an intended change with ``UPDATE_GOLDEN=1 pytest tests/test_plan.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swiftkit.dialect import SWIFT3, SWIFT4, dialect_for
+from swiftkit.errors import SwiftkitError
+from swiftkit.plan import Cluster, plan
+from swiftkit.recipes import list_recipes, load_recipe
+
+GOLDEN = Path(__file__).parent / "golden"
+NAMES = [p.stem for p in list_recipes()]
+CLUSTERS = {
+    "1gpu": Cluster(1),
+    "2gpu": Cluster(2),
+    "8gpu": Cluster(8),
+    "2x8": Cluster(8, nnodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29500),
+}
+
+
+def _plans(name: str) -> dict[str, dict]:
+    recipe = load_recipe(name)
+    out = {}
+    for label, cluster in CLUSTERS.items():
+        p = plan(recipe, cluster, output_dir=f"runs/{name}/v1")
+        out[label] = {**p.to_json(), "gradient_accumulation_steps": p.gradient_accumulation_steps}
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plan_matches_golden(name: str):
+    got = _plans(name)
+    path = GOLDEN / f"plan_{name}.json"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps(got, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    assert path.is_file(), f"{path} missing: run UPDATE_GOLDEN=1 pytest {__file__}"
+    assert got == json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_global_batch_is_the_same_on_every_cluster(name: str):
+    recipe = load_recipe(name)
+    for cluster in CLUSTERS.values():
+        p = plan(recipe, cluster)
+        argv = p.argv
+        per_device = int(argv[argv.index("--per_device_train_batch_size") + 1])
+        accum = int(argv[argv.index("--gradient_accumulation_steps") + 1])
+        assert per_device * accum * cluster.world_size == recipe.global_batch_size
+
+
+def test_muice_8_gpus_env_and_deepspeed():
+    p = plan(load_recipe("muice_full"), Cluster(8))
+    assert p.env == {"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7", "NPROC_PER_NODE": "8"}
+    assert p.argv[:2] == ["swift", "sft"]
+    assert p.argv[p.argv.index("--deepspeed") + 1] == "zero2"
+    assert p.argv[p.argv.index("--gradient_accumulation_steps") + 1] == "4"  # the seed's 1 x 4 x 8
+    assert p.argv[p.argv.index("--max_length") + 1] == "4096"
+    assert "--system" not in p.argv  # the data carries the system prompt
+
+
+def test_single_gpu_has_no_torchrun_env_and_no_deepspeed():
+    p = plan(load_recipe("muice_full"), Cluster(1))
+    assert p.env == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert "--deepspeed" not in p.argv
+
+
+def test_multi_node_env_is_what_ms_swift_reads():
+    p = plan(load_recipe("muice_full"), CLUSTERS["2x8"])
+    assert p.env == {"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7", "NPROC_PER_NODE": "8", "NNODES": "2",
+                     "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
+
+
+def test_cpu_recipe_plan():
+    p = plan(load_recipe("smoke_tiny"), Cluster(2))
+    assert p.env == {"CUDA_VISIBLE_DEVICES": "", "NPROC_PER_NODE": "2"}
+    for flag, value in [("--use_cpu", "true"), ("--ddp_backend", "gloo"), ("--torch_dtype", "float32"),
+                        ("--check_model", "false"), ("--report_to", "none"), ("--dataloader_num_workers", "0"),
+                        ("--save_only_model", "true"), ("--eval_strategy", "no"), ("--add_version", "false")]:
+        assert p.argv[p.argv.index(flag) + 1] == value, flag
+
+
+def test_global_batch_that_does_not_divide_is_refused():
+    with pytest.raises(SwiftkitError, match=r"global_batch_size 32 does not divide into 1 node\(s\) x 3 process"):
+        plan(load_recipe("muice_full"), Cluster(3))
+    with pytest.raises(SwiftkitError, match="does not divide"):
+        plan(load_recipe("fortune_lora", ["per_device_batch_size=4"]), Cluster(8))
+
+
+def test_bad_cluster_options():
+    with pytest.raises(SwiftkitError, match="--master-addr"):
+        plan(load_recipe("muice_full"), Cluster(8, nnodes=2))
+    with pytest.raises(SwiftkitError, match="--node-rank 2"):
+        plan(load_recipe("muice_full"), Cluster(8, nnodes=2, node_rank=2, master_addr="h"))
+    with pytest.raises(SwiftkitError, match="--gpus 0"):
+        plan(load_recipe("muice_full"), Cluster(0))
+
+
+def test_qlora_switch_adds_bnb_4bit():
+    argv = plan(load_recipe("fortune_lora", ["lora.qlora=true"]), Cluster(1)).argv
+    assert argv[argv.index("--quant_method") + 1] == "bnb"
+    assert argv[argv.index("--quant_bits") + 1] == "4"
+    assert "--quant_bits" not in plan(load_recipe("fortune_lora"), Cluster(1)).argv
+
+
+def test_dialect_translation_and_refusal():
+    p3 = plan(load_recipe("medical_r1_full"), Cluster(1), dialect=SWIFT3)
+    p4 = plan(load_recipe("medical_r1_full"), Cluster(1), dialect=SWIFT4)
+    assert "--train_type" in p3.argv and "--train_type" not in p4.argv
+    assert p4.argv[p4.argv.index("--tuner_type") + 1] == "full"
+    assert p4.argv[p4.argv.index("--model_type") + 1] == "qwen2"
+    assert p4.argv[p4.argv.index("--template") + 1] == "qwen2_5"  # only the documented renames
+    assert len(p3.argv) == len(p4.argv)
+    assert dialect_for("3.12.6") is SWIFT3 and dialect_for("4.6.0") is SWIFT4
+    for bad in ("3.11.2", "2.6.1", "5.0.0", None):
+        with pytest.raises(SwiftkitError, match=r"supports ms-swift >=3.12,<3.13"):
+            dialect_for(bad)
+
+
+def test_plan_cli_imports_no_torch_and_hides_secrets(tmp_path: Path):
+    code = (
+        "import sys, json\n"
+        "from swiftkit.cli import main\n"
+        "rc = main(['plan', 'muice_full', '--json', '--runs-root', sys.argv[1]])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'swift', 'transformers', 'deepspeed'))\n"
+        "print(json.dumps({'rc': rc, 'heavy': heavy}))\n"
+    )
+    env = {**os.environ, "SWANLAB_API_KEY": "sk-plan-secret-1234", "HF_TOKEN": "hf_plan_secret_5678"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    *plan_lines, last = out.strip().splitlines()
+    assert json.loads(last) == {"rc": 0, "heavy": []}
+    printed = json.loads("\n".join(plan_lines))
+    assert printed["argv"][printed["argv"].index("--output_dir") + 1] == str(tmp_path / "muice_full" / "v1")
+    assert "sk-plan-secret-1234" not in out and "hf_plan_secret_5678" not in out
+
+
+# ---- every planned flag against ms-swift's own argument classes (imports ms-swift: ~10 s, once) ----
+
+
+@pytest.fixture(scope="module")
+def sft_parser():
+    from transformers import HfArgumentParser
+
+    from swift.llm.argument import TrainArguments
+
+    return HfArgumentParser(TrainArguments), {f.name for f in __import__("dataclasses").fields(TrainArguments)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_planned_flag_is_a_train_argument_and_parses(name: str, sft_parser):
+    parser, fields = sft_parser
+    variants = [load_recipe(name)]
+    if load_recipe(name).lora is not None:
+        variants.append(load_recipe(name, ["lora.qlora=true"]))
+    for recipe in variants:
+        for label, cluster in CLUSTERS.items():
+            argv = plan(recipe, cluster, output_dir="/tmp/out", resume_from="/tmp/out/checkpoint-1").argv[2:]
+            flags = [t[2:] for t in argv if t.startswith("--")]
+            assert not set(flags) - fields, f"{name}@{label}: not TrainArguments fields: {set(flags) - fields}"
+            namespace, rest = parser.parse_known_args(argv)  # parses values without building model or trainer
+            assert rest == [], f"{name}@{label}: unparsed {rest}"
+            assert namespace.model == recipe.model
+            assert namespace.gradient_accumulation_steps * namespace.per_device_train_batch_size * \
+                cluster.world_size == recipe.global_batch_size
+
+
+def test_the_flag_check_catches_a_wrong_flag(sft_parser):
+    parser, fields = sft_parser
+    assert "max_seq_length" not in fields  # so a planned --max_seq_length would fail the test above
+    _, rest = parser.parse_known_args(["--model", "m", "--max_seq_length", "5"])
+    assert rest == ["--max_seq_length", "5"]
+    with pytest.raises(SystemExit):  # a value that does not parse fails too
+        parser.parse_known_args(["--model", "m", "--max_length", "lots"])

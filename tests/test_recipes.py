@@ -1,0 +1,139 @@
+"""Recipe schema and registry: every shipped recipe validates; bad recipes fail with file:line: field lines."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swiftkit.errors import SwiftkitError
+from swiftkit.recipes import RecipeError, find_recipe, list_recipes, load_recipe, parse_recipe
+
+NAMES = ["actions_lora", "fortune_lora", "medical_r1_full", "muice_full", "smoke_tiny"]
+
+GOOD = """\
+description: test recipe
+model: models/tiny
+model_type: qwen2_5
+train_type: full
+data:
+  source: muice
+  train: [data/muice/train.jsonl]
+max_length: 256
+global_batch_size: 16
+learning_rate: 1.0e-3
+"""
+
+
+def test_registry_lists_every_recipe_and_each_validates():
+    assert [p.stem for p in list_recipes()] == NAMES
+    for name in NAMES:
+        recipe = load_recipe(name)
+        assert recipe.name == name
+        assert recipe.description and "\n" not in recipe.description
+        src = recipe.data.source
+        assert recipe.data.train == [f"data/{src}/train.jsonl"]
+        assert recipe.data.val == [f"data/{src}/val.jsonl"]
+        assert "system" not in recipe.extra_args
+
+
+def test_contract_fields_persona_and_lora_rank():
+    assert {n for n in NAMES if load_recipe(n).persona} == {"muice_full", "smoke_tiny"}
+    assert load_recipe("fortune_lora").lora.rank == 16
+    assert load_recipe("actions_lora").lora.rank == 8
+    assert load_recipe("fortune_lora").run_train_type == "lora"
+    assert load_recipe("fortune_lora", ["lora.qlora=true"]).run_train_type == "qlora"
+
+
+def test_seed_hyperparameters_kept():
+    muice = load_recipe("muice_full")
+    assert (muice.model, muice.global_batch_size, muice.learning_rate) == ("Qwen/Qwen2-1.5B-Instruct", 32, 1e-5)
+    assert (muice.num_train_epochs, muice.warmup_ratio, muice.eval_steps, muice.save_steps) == (5, 0.05, 20, 50)
+    assert (muice.logging_steps, muice.save_total_limit, muice.report.report_to) == (5, 5, ["swanlab"])
+    assert muice.max_length <= 32768  # the seed's 40960 exceeded Qwen2-1.5B-Instruct's context
+    assert (muice.launch.nproc_per_node, muice.launch.deepspeed) == (8, "zero2")
+    med = load_recipe("medical_r1_full")
+    assert (med.model, med.learning_rate, med.num_train_epochs, med.max_length) == ("Qwen/Qwen2.5-1.5B", 1e-4, 2, 2048)
+    assert (med.eval_steps, med.logging_steps, med.save_steps, med.gradient_checkpointing) == (100, 10, 400, True)
+    fortune = load_recipe("fortune_lora")
+    assert (fortune.lora.alpha, fortune.lora.dropout, fortune.lora.target_modules) == (16, 0.0, ["all-linear"])
+    assert (fortune.learning_rate, fortune.weight_decay, fortune.lr_scheduler_type, fortune.seed) == (
+        2e-4, 0.01, "linear", 3407)
+    actions = load_recipe("actions_lora")
+    assert (actions.lora.alpha, actions.lora.dropout, actions.global_batch_size) == (32, 0.1, 16)
+    assert actions.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert (actions.num_train_epochs, actions.learning_rate, actions.save_steps) == (3, 1e-4, 100)
+
+
+def test_unknown_key_is_reported_with_line_and_did_you_mean():
+    text = GOOD + "lerning_rate: 1.0e-4\n"
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, source="r.yaml", name="r")
+    assert err.value.problems == ["r.yaml:11: lerning_rate: unknown key (did you mean 'learning_rate'?)"]
+
+
+def test_nested_unknown_key_did_you_mean():
+    text = GOOD.replace("  source: muice\n", "  source: muice\n  vall: [x.jsonl]\n")
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, source="r.yaml", name="r")
+    assert err.value.problems == ["r.yaml:7: data.vall: unknown key (did you mean 'val'?)"]
+
+
+def test_all_problems_reported_at_once():
+    text = GOOD.replace("max_length: 256", "max_length: lots").replace("global_batch_size: 16", "global_batch_size: -2")
+    text += "warmup_ratoi: 0.1\n"
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, source="r.yaml", name="r")
+    problems = err.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("r.yaml:8: max_length: Input should be a valid integer")
+    assert problems[1].startswith("r.yaml:9: global_batch_size: Input should be greater than or equal to 1")
+    assert problems[2] == "r.yaml:11: warmup_ratoi: unknown key (did you mean 'warmup_ratio'?)"
+    assert str(err.value).count("\n") == 2  # one line per problem
+
+
+def test_wrong_type_and_cross_field_rules():
+    with pytest.raises(RecipeError, match=r"train_type: Input should be 'full' or 'lora'"):
+        parse_recipe(GOOD.replace("train_type: full", "train_type: qlora"), source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="train_type lora needs a `lora:` section"):
+        parse_recipe(GOOD.replace("train_type: full", "train_type: lora"), source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="global_batch_size 16 is not a multiple of per_device_batch_size 3"):
+        parse_recipe(GOOD + "per_device_batch_size: 3\n", source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="eval_steps needs data.val"):
+        parse_recipe(GOOD + "eval_steps: 5\n", source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="extra_args.system: set it through the recipe field"):
+        parse_recipe(GOOD + "extra_args: {system: hi}\n", source="r.yaml", name="r")
+
+
+def test_name_must_match_file_and_yaml_must_parse():
+    with pytest.raises(RecipeError, match="differs from the file name"):
+        parse_recipe("name: other\n" + GOOD, source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match=r"r.yaml:2: not valid YAML"):
+        parse_recipe("a: 1\nb: c: d\n", source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="a recipe is a mapping"):
+        parse_recipe("- 1\n", source="r.yaml", name="r")
+
+
+def test_overrides_apply_parse_yaml_values_and_validate():
+    r = parse_recipe(GOOD, source="r.yaml", name="r", overrides=["learning_rate=2e-5", "launch.nproc_per_node=4"])
+    assert r.learning_rate == 2e-5 and r.launch.nproc_per_node == 4
+    with pytest.raises(RecipeError, match=r"learnig_rate: unknown key \(did you mean 'learning_rate'\?\)"):
+        parse_recipe(GOOD, source="r.yaml", name="r", overrides=["learnig_rate=1"])
+    with pytest.raises(SwiftkitError, match="expected key=value"):
+        parse_recipe(GOOD, source="r.yaml", name="r", overrides=["learning_rate"])
+
+
+def test_find_recipe_did_you_mean_and_paths(tmp_path: Path, monkeypatch):
+    with pytest.raises(SwiftkitError, match="unknown recipe 'muice_ful' \\(did you mean 'muice_full'\\?\\)"):
+        find_recipe("muice_ful")
+    path = tmp_path / "mine.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    assert load_recipe(path).name == "mine"
+    monkeypatch.setenv("SWIFTKIT_RECIPES", str(tmp_path))
+    assert [p.stem for p in list_recipes()] == ["mine"]
+    assert load_recipe("mine").model == "models/tiny"
+
+
+def test_show_round_trips():
+    r = load_recipe("fortune_lora")
+    again = parse_recipe(r.to_yaml(), source="x", name="fortune_lora")
+    assert again == r

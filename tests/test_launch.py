@@ -1,0 +1,180 @@
+"""Launcher: torchrun options as ms-swift builds them, preflight failures (all at once), dry runs that start
+nothing, and one real 2-process CPU training through the worker proving shims are live in every rank."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from swiftkit import launch
+from swiftkit.cli import main as cli_main
+from swiftkit.errors import SwiftkitError
+from swiftkit.preflight import PreflightError
+
+SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
+QA = [("你好", "你好呀，我是沐雪喵！"), ("你是谁", "是沐沐哒⭐"), ("晚安", "晚安，做个好梦喵~"),
+      ("你喜欢什么", "我喜欢吃草莓蛋糕⭐"), ("今天天气怎么样", "不...不告诉你喵！(脸红)"), ("我好累", "辛苦啦，摸摸头~"),
+      ("你喜欢猫吗", "超喜欢！喵喵喵~"), ("早上好", "早上好呀，今天也要元气满满！"), ("再见", "下次见喵，要想我哦"),
+      ("你在干嘛", "在发呆喵"), ("你害怕什么", "怕黑...(抖)"), ("给我加油", "加油加油！你最棒了！")]
+SECRET = "sk-swanlab-test-secret-0042"
+
+
+def _write_data(root: Path) -> None:
+    folder = root / "data" / "muice"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [json.dumps({"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q},
+                                     {"role": "assistant", "content": a}]}, ensure_ascii=False) for q, a in QA]
+    (folder / "train.jsonl").write_text("\n".join(rows[:10]) + "\n", encoding="utf-8")
+    (folder / "val.jsonl").write_text("\n".join(rows[10:]) + "\n", encoding="utf-8")
+    (folder / "manifest.json").write_text(json.dumps({"source": "muice", "train": 10, "val": 2}), encoding="utf-8")
+
+
+def _write_model_config(folder: Path, max_pos: int = 2048) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": max_pos}))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A cwd with data/muice/* and a models/tiny-qwen2 holding only a config (enough for planning/preflight)."""
+    _write_data(tmp_path)
+    _write_model_config(tmp_path / "models" / "tiny-qwen2")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_torchrun_args_match_ms_swift(monkeypatch):
+    from swift.cli.main import get_torchrun_args
+
+    for env in ({}, {"NPROC_PER_NODE": "2"},
+                {"NPROC_PER_NODE": "8", "NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "29500"}):
+        for key in launch.TORCHRUN_ENV:
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert launch.torchrun_args(env) == get_torchrun_args()
+
+
+def test_process_command_runs_the_worker():
+    argv = ["swift", "sft", "--model", "m"]
+    assert launch.process_command(argv, {"CUDA_VISIBLE_DEVICES": "0"}, python="py") == [
+        "py", "-m", "swiftkit.worker", "--model", "m"]
+    assert launch.process_command(argv, {"NPROC_PER_NODE": "2", "MASTER_PORT": "1234"}, python="py") == [
+        "py", "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "1234",
+        "-m", "swiftkit.worker", "--model", "m"]
+
+
+def test_dry_run_passes_preflight_and_starts_nothing(workspace):
+    run_dir = launch.train("smoke_tiny", dry_run=True)
+    assert run_dir == workspace / "runs" / "smoke_tiny" / "v1"
+    assert not (workspace / "runs").exists()
+
+
+def test_cli_dry_run_prints_plan_and_preflight(workspace, capsys):
+    assert cli_main(["train", "smoke_tiny", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "NPROC_PER_NODE=2 swift sft" in out and "--gradient_accumulation_steps 8" in out
+    assert "ok   max_length: 256 <= max_position_embeddings 2048" in out
+    assert "dry run: nothing started" in out
+    assert not (workspace / "runs").exists()
+
+
+def test_preflight_reports_every_failure_at_once(workspace):
+    (workspace / "data" / "muice" / "val.jsonl").write_text("")
+    (workspace / "data" / "muice" / "train.jsonl").unlink()
+    _write_model_config(workspace / "models" / "tiny-qwen2", max_pos=128)
+    (workspace / "runs" / "smoke_tiny" / "v1").mkdir(parents=True)
+    with pytest.raises(PreflightError) as err:
+        launch.train("smoke_tiny", dry_run=True)
+    problems = err.value.problems
+    assert any(p.startswith("data.train:") and "train.jsonl: no such file" in p for p in problems)
+    assert any(p.startswith("data.val:") and "val.jsonl: empty file" in p for p in problems)
+    assert any("max_length: 256 exceeds the model's max_position_embeddings 128" in p for p in problems)
+    assert len(problems) == 3  # v1 exists but is empty: the next run is v2, which is fine
+
+
+def test_preflight_missing_model_gpus_and_nonempty_run_dir(workspace):
+    shutil.rmtree(workspace / "models")
+    with pytest.raises(PreflightError, match=r"model: \S*/models/tiny-qwen2: no such folder"):
+        launch.train("smoke_tiny", dry_run=True)
+    prep = launch.prepare("muice_full", gpu_count=0)  # a hub model on a machine with no GPU
+    assert [c.name for c in prep.preflight.failures] == ["gpus"]
+    assert prep.preflight.failures[0].message == "8 requested per node, 0 visible"
+    assert launch.prepare("muice_full", gpus=2, gpu_count=2).preflight.ok
+    _write_model_config(workspace / "models" / "tiny-qwen2")
+    run = workspace / "runs" / "smoke_tiny" / "v1"
+    run.mkdir(parents=True)
+    (run / "x").write_text("x")
+    prep = launch.prepare("smoke_tiny", runs_root=str(workspace / "elsewhere"))
+    prep.run_dir = run  # a reused, non-empty run dir is refused
+    from swiftkit.preflight import preflight
+
+    report = preflight(prep.recipe, prep.plan, prep.cluster, run_dir=run)
+    assert [c.name for c in report.failures] == ["run_dir"]
+
+
+def test_cli_errors_are_one_line(workspace, capsys):
+    assert cli_main(["train", "smoke_tiny", "--gpus", "3", "--dry-run"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "global_batch_size 16 does not divide" in err
+    assert cli_main(["plan", "smoke_tiny", "--set", "max_lenght=5"]) == 1
+    assert "max_lenght: unknown key (did you mean 'max_length'?)" in capsys.readouterr().err
+
+
+def test_mask_secrets():
+    env = {"SWANLAB_API_KEY": SECRET, "HF_TOKEN": "hf_abc123"}
+    assert launch.mask_secrets(f"key={SECRET} tok=hf_abc123 ok", env) == "key=*** tok=*** ok"
+
+
+def _build_tiny_model(folder: Path) -> None:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from swiftkit.qwen_tokenizer import cached_tokenizer_dir
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=151646, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                      max_position_embeddings=2048, bos_token_id=151643, eos_token_id=151645)
+    Qwen2ForCausalLM(cfg).save_pretrained(folder, safe_serialization=True)
+    for f in cached_tokenizer_dir().iterdir():
+        shutil.copy(f, folder / f.name)
+
+
+@pytest.mark.slow
+def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
+    """The real path: launch.train -> torchrun (2 CPU ranks, gloo) -> swiftkit.worker -> ms-swift sft_main."""
+    _write_data(tmp_path)
+    _build_tiny_model(tmp_path / "models" / "tiny-qwen2")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SWANLAB_API_KEY", SECRET)
+    lines: list[str] = []
+    run = launch.train("smoke_tiny", overrides=["num_train_epochs=8"], on_output=lines.append)
+    assert run == tmp_path / "runs" / "smoke_tiny" / "v1"
+
+    for rank in (0, 1):  # the shim ran inside both training processes
+        marker = json.loads((run / "swiftkit_shims" / f"rank{rank}.json").read_text())
+        assert marker == {"rank": rank, "applied": ["gelu_tanh_alias"], "holds": {"gelu_tanh_alias": True}}
+
+    info = json.loads((run / "swiftkit_run.json").read_text())
+    assert info["persona"] is True and info["train_type"] == "full" and info["argv"][:2] == ["swift", "sft"]
+    assert info["env"] == {"CUDA_VISIBLE_DEVICES": "", "NPROC_PER_NODE": "2"}
+    assert (run / "recipe.yaml").is_file() and json.loads((run / "versions.json").read_text())["ms-swift"]
+    assert json.loads((run / "data" / "muice.manifest.json").read_text())["train"] == 10
+    assert json.loads((run / "args.json").read_text())["gradient_accumulation_steps"] == 8
+
+    result = json.loads((run / "result.json").read_text())
+    assert Path(result["last_model_checkpoint"]).is_dir()
+    losses = [h["loss"] for h in result["log_history"] if "loss" in h]
+    assert len(losses) == 8  # 10 records / global batch 16 -> 1 step per epoch
+    assert losses[-1] < losses[0] - 1.0, losses
+
+    for path in run.rglob("*"):  # the secret reached no file of the run, and not the output
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert not any(SECRET in line for line in lines)
+    with pytest.raises(PreflightError, match="no such checkpoint"):
+        launch.train("smoke_tiny", resume=str(run / "checkpoint-999"), dry_run=True)

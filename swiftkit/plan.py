@@ -15,7 +15,7 @@ them from the caller's environment.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from swiftkit.dialect import SWIFT3, Dialect
@@ -67,7 +67,6 @@ class Plan:
     gradient_accumulation_steps: int
     world_size: int
     output_dir: str
-    extra: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {"env": dict(self.env), "argv": list(self.argv)}

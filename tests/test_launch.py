@@ -178,3 +178,16 @@ def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
     assert not any(SECRET in line for line in lines)
     with pytest.raises(PreflightError, match="no such checkpoint"):
         launch.train("smoke_tiny", resume=str(run / "checkpoint-999"), dry_run=True)
+
+
+def test_resume_continues_the_same_run_dir_from_its_last_checkpoint(workspace):
+    run = workspace / "runs" / "smoke_tiny" / "v1"
+    (run / "checkpoint-5").mkdir(parents=True)
+    (run / "checkpoint-10").mkdir()
+    (run / "swiftkit_run.json").write_text("{}")
+    prep = launch.prepare("smoke_tiny", resume=str(run))
+    assert prep.preflight.ok, prep.preflight.lines()
+    assert prep.run_dir == run and prep.resume_checkpoint == run / "checkpoint-10"
+    argv = prep.plan.argv
+    assert argv[argv.index("--resume_from_checkpoint") + 1] == str(run / "checkpoint-10")
+    assert argv[argv.index("--output_dir") + 1] == str(run)

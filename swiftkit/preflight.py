@@ -148,6 +148,13 @@ def preflight(
             else:
                 add(Check(kind, True, f"{name}: {p.stat().st_size} bytes"))
 
+    if config is not None and config.get("auto_map") and not recipe.trust_remote_code:
+        add(Check("remote_code", False,
+                  f"{recipe.model}/config.json: auto_map asks to run the model repository's own code, and ms-swift "
+                  "would run it; set `trust_remote_code: true` in the recipe if you trust it"))
+    elif config is not None and config.get("auto_map"):
+        add(Check("remote_code", True, "the model's own code will run (recipe sets trust_remote_code)"))
+
     ctx = context_length(config) if config else None
     if ctx is None:
         add(Check("max_length", True, f"{recipe.max_length} (model context not readable here)"))

@@ -8,7 +8,7 @@ import pytest
 from swiftkit import export
 from swiftkit.cli import main as cli_main
 from swiftkit.infer_args import ModelSpec
-from tests.test_check import PAIRS, SYSTEM, trained_run
+from tests.tinyruns import PAIRS, SYSTEM, trained_run
 
 
 @pytest.mark.slow

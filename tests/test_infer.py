@@ -7,7 +7,7 @@ import pytest
 
 from swiftkit import infer_args as ia
 from swiftkit.cli import main as cli_main
-from tests.test_check import PAIRS, SYSTEM, trained_run
+from tests.tinyruns import PAIRS, SYSTEM, trained_run
 
 
 def ms_swift_parse(dataclass_type, argv):

@@ -76,7 +76,7 @@ def test_dry_run_passes_preflight_and_starts_nothing(workspace):
 def test_cli_dry_run_prints_plan_and_preflight(workspace, capsys):
     assert cli_main(["train", "smoke_tiny", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "NPROC_PER_NODE=2 swift sft" in out and "--gradient_accumulation_steps 8" in out
+    assert "NPROC_PER_NODE=2 swift sft" in out and "--gradient_accumulation_steps 1" in out
     assert "ok   max_length: 256 <= max_position_embeddings 2048" in out
     assert "dry run: nothing started" in out
     assert not (workspace / "runs").exists()
@@ -116,10 +116,22 @@ def test_preflight_missing_model_gpus_and_nonempty_run_dir(workspace):
     assert [c.name for c in report.failures] == ["run_dir"]
 
 
+def test_remote_code_model_is_refused_unless_the_recipe_trusts_it(workspace):
+    config = workspace / "models" / "tiny-qwen2" / "config.json"
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps({**data, "auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}}))
+    report = launch.prepare("smoke_tiny").preflight
+    assert [c.name for c in report.failures] == ["remote_code"]
+    assert "auto_map" in report.failures[0].message and "trust_remote_code: true" in report.failures[0].message
+    trusted = launch.prepare("smoke_tiny", overrides=["trust_remote_code=true"])
+    assert trusted.preflight.ok
+    assert "--trust_remote_code" not in trusted.plan.argv  # ms-swift 3.12.6 has no such flag; it would be rejected
+
+
 def test_cli_errors_are_one_line(workspace, capsys):
     assert cli_main(["train", "smoke_tiny", "--gpus", "3", "--dry-run"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "global_batch_size 16 does not divide" in err
+    assert err.count("\n") == 0 and "global_batch_size 2 does not divide" in err
     assert cli_main(["plan", "smoke_tiny", "--set", "max_lenght=5"]) == 1
     assert "max_lenght: unknown key (did you mean 'max_length'?)" in capsys.readouterr().err
 
@@ -129,30 +141,19 @@ def test_mask_secrets():
     assert launch.mask_secrets(f"key={SECRET} tok=hf_abc123 ok", env) == "key=*** tok=*** ok"
 
 
-def _build_tiny_model(folder: Path) -> None:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from swiftkit.qwen_tokenizer import cached_tokenizer_dir
-
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=151646, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                      max_position_embeddings=2048, bos_token_id=151643, eos_token_id=151645)
-    Qwen2ForCausalLM(cfg).save_pretrained(folder, safe_serialization=True)
-    for f in cached_tokenizer_dir().iterdir():
-        shutil.copy(f, folder / f.name)
-
-
 @pytest.mark.slow
 def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
-    """The real path: launch.train -> torchrun (2 CPU ranks, gloo) -> swiftkit.worker -> ms-swift sft_main."""
+    """The real path: launch.train -> torchrun (2 CPU ranks, gloo) -> swiftkit.worker -> ms-swift sft_main.
+    Global batch 16 over 2 ranks x 1 per device makes the derived accumulation (8) visible in ms-swift's args.json."""
+    from swiftkit.tiny import build_tiny_model
+
     _write_data(tmp_path)
-    _build_tiny_model(tmp_path / "models" / "tiny-qwen2")
+    build_tiny_model(tmp_path / "models" / "tiny-qwen2")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SWANLAB_API_KEY", SECRET)
     lines: list[str] = []
-    run = launch.train("smoke_tiny", overrides=["num_train_epochs=8"], on_output=lines.append)
+    run = launch.train("smoke_tiny", overrides=["num_train_epochs=8", "global_batch_size=16"],
+                       on_output=lines.append)
     assert run == tmp_path / "runs" / "smoke_tiny" / "v1"
 
     for rank in (0, 1):  # the shim ran inside both training processes

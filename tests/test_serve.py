@@ -7,7 +7,7 @@ import pytest
 
 from swiftkit import serve
 from swiftkit.cli import main as cli_main
-from tests.test_check import PAIRS, trained_run
+from tests.tinyruns import PAIRS, trained_run
 
 
 def free_port() -> int:

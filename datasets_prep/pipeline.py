@@ -24,7 +24,7 @@ from datasets_prep.digestset import DigestSet
 from datasets_prep.records import Conversation, Reject
 from datasets_prep.registry import get_source
 from datasets_prep.validate import check_messages
-from swiftkit.atomic import atomic_open, write_json
+from swiftkit.atomic import atomic_open, sha256_file, write_json
 from swiftkit.errors import SwiftkitError
 
 DEFAULT_SCORES = (8.0, 8.5, 9.0, 9.5, 10.0)
@@ -72,14 +72,6 @@ def _unfilled(messages: list[dict[str, Any]]) -> Optional[str]:
                 flag = "--model-name" if found.group(1) == "NAME" else "--model-author"
                 return f"messages[{i}] has an unfilled {found.group(0)} placeholder (pass {flag} ZH EN)"
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Sink:
@@ -288,7 +280,7 @@ def prep(
     manifest["outputs"] = {"train.jsonl": train.sha.hexdigest(), "val.jsonl": val.sha.hexdigest(),
                            "rejects.jsonl": rejects.sha.hexdigest()}
     if "lengths.png" in names:
-        manifest["outputs"]["lengths.png"] = _sha256(out_dir / "lengths.png")
+        manifest["outputs"]["lengths.png"] = sha256_file(out_dir / "lengths.png")
     assert counts["read"] == counts["train"] + counts["val"] + counts["rejected"] + counts["duplicates"]
     write_json(out_dir / "manifest.json", manifest)
     return manifest

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional, Union
 
 from datasets_prep import fastjson
 from datasets_prep.records import Reject
+from swiftkit.atomic import sha256_file
 from swiftkit.errors import SwiftkitError
 
 RawRecord = tuple[int, Union[str, bytes], Any]
@@ -101,14 +102,6 @@ def _iter_jsonl(path: Path, name: str, digests: Optional[dict[str, str]] = None)
                 break
     if digests is not None and sha is not None:
         digests[name] = sha.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _has_surrogates(value: Any) -> bool:

@@ -1,10 +1,10 @@
-"""Atomic file output: write to a temp file in the same folder, fsync, then rename over the target.
-
-An interrupted run leaves either the old file or no file, never a half-written one.
+"""File output and identity: atomic writes (temp file in the same folder, fsync, rename over the target: an
+interrupted run leaves the old file or none, never a half-written one) and the sha256 every manifest records.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -39,3 +39,12 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Stable, diffable JSON: sorted keys, 2-space indent, UTF-8 kept readable, trailing newline."""
     write_text(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

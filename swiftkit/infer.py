@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence
 
 from swiftkit.atomic import atomic_open
 from swiftkit.errors import SwiftkitError
+from swiftkit.proc import run_logged
 from swiftkit.infer_args import (
     Backend,
     GenerationOptions,
@@ -108,21 +109,7 @@ def run_swift(module: str, args: Sequence[str], log_path: Path, *, on_output: Op
               env: Optional[dict[str, str]] = None) -> None:
     """Run ``python -m <module> args``, teeing output to ``log_path``; SwiftkitError naming the log on failure."""
     cmd = python_module_command(module, args)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(log_path) as log:
-        log.write("$ " + quote(cmd) + "\n")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-                                errors="replace", env={**os.environ, **(env or {})})
-        assert proc.stdout is not None
-        last = ""
-        for line in proc.stdout:
-            log.write(line)
-            if line.strip():
-                last = line.strip()
-            if on_output is not None:
-                on_output(line.rstrip("\n"))
-        code = proc.wait()
-        log.write(f"exit status {code}\n")
+    code, last = run_logged(cmd, log_path, env={**os.environ, **(env or {})}, on_output=on_output)
     if code != 0:
         raise SwiftkitError(f"{module} failed (exit {code}): {last[:200]}; full log {log_path}")
 

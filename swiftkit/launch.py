@@ -14,16 +14,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from swiftkit.atomic import atomic_open, write_json, write_text
+from swiftkit.atomic import write_json, write_text
 from swiftkit.errors import SwiftkitError
-from swiftkit.plan import SECRET_ENV, Cluster, Plan, plan
+from swiftkit.plan import Cluster, Plan, plan
 from swiftkit.preflight import PreflightReport, preflight
+from swiftkit.proc import run_logged
 from swiftkit.recipes import Recipe, load_recipe
 from swiftkit.rundir import RunInfo, next_run_dir, resolve_checkpoint, write_run_info
 
@@ -161,16 +161,6 @@ def record_run(prep: Prepared) -> None:
     ))
 
 
-def mask_secrets(text: str, environ: Optional[dict[str, str]] = None) -> str:
-    """Replace the value of every secret environment variable found in ``text`` by ``***``."""
-    env = os.environ if environ is None else environ
-    for key in SECRET_ENV:
-        value = env.get(key)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
-
-
 def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None) -> Path:
     """Start the training processes and wait. Output goes to ``<run>/train.log`` (secrets masked) and to
     ``on_output`` line by line. Raises SwiftkitError when training fails."""
@@ -182,18 +172,7 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
         launch_env["MASTER_PORT"] = str(_free_port())  # parallel local runs must not collide on torchrun's 29500
     env = {**os.environ, **launch_env}
     cmd = process_command(prep.plan.argv, launch_env)
-    with atomic_open(prep.run_dir / LOG_NAME) as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                encoding="utf-8", errors="replace", bufsize=1)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = mask_secrets(line)
-            log.write(line)
-            if on_output is not None:
-                on_output(line.rstrip("\n"))
-        code = proc.wait()
-        log.write(f"exit status {code}\n")
+    code, _ = run_logged(cmd, prep.run_dir / LOG_NAME, env=env, on_output=on_output)
     if code != 0:
         raise SwiftkitError(f"training failed with exit status {code}; see {prep.run_dir / LOG_NAME}")
     return prep.run_dir

@@ -16,13 +16,12 @@ examples:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from swiftkit.atomic import write_json
+from swiftkit.atomic import sha256_file, write_json
 from swiftkit.errors import SwiftkitError
 
 MARKER = "swiftkit_tiny.json"
@@ -41,14 +40,6 @@ class TinySpec:
     num_key_value_heads: int = 2
     max_position_embeddings: int = 2048
     eos_token_ids: tuple[int, ...] = field(default=(IM_END_ID, ENDOFTEXT_ID))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_hashes(model_dir: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ from swiftkit import launch
 from swiftkit.cli import main as cli_main
 from swiftkit.errors import SwiftkitError
 from swiftkit.preflight import PreflightError
+from swiftkit.proc import mask_secrets
 
 SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
 QA = [("你好", "你好呀，我是沐雪喵！"), ("你是谁", "是沐沐哒⭐"), ("晚安", "晚安，做个好梦喵~"),
@@ -138,7 +139,7 @@ def test_cli_errors_are_one_line(workspace, capsys):
 
 def test_mask_secrets():
     env = {"SWANLAB_API_KEY": SECRET, "HF_TOKEN": "hf_abc123"}
-    assert launch.mask_secrets(f"key={SECRET} tok=hf_abc123 ok", env) == "key=*** tok=*** ok"
+    assert mask_secrets(f"key={SECRET} tok=hf_abc123 ok", env) == "key=*** tok=*** ok"
 
 
 @pytest.mark.slow

@@ -228,7 +228,7 @@ def summary(result: SmokeResult) -> str:
         ("final train loss", f"{v.last_loss:.4f}" if v.last_loss is not None else "-"),
         ("greedy == trained answer", f"{v.exact}/{v.probed}"),
     ]
-    rows += [(f"check {c['name']}", f"{c['status']}  {c['detail'][:70]}") for c in result.check["checks"]]
+    rows += [(f"check {c['name']}", f"{c['status']}  {c['detail']}") for c in result.check["checks"]]
     rows += [("learning", "PASS" if v.ok else "FAIL"), ("smoke", "PASS" if v.ok and result.check_ok else "FAIL")]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {val}" for k, val in rows)

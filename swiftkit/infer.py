@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from swiftkit.atomic import atomic_open
 from swiftkit.errors import SwiftkitError
-from swiftkit.proc import run_logged
+from swiftkit.proc import run_child
 from swiftkit.infer_args import (
     Backend,
     GenerationOptions,
@@ -105,15 +104,6 @@ def prompt_records(prompts: Sequence[str], system: Optional[str]) -> list[dict]:
     return [{"messages": head + [{"role": "user", "content": p}]} for p in prompts]
 
 
-def run_swift(module: str, args: Sequence[str], log_path: Path, *, on_output: Optional[Callable[[str], None]] = None,
-              env: Optional[dict[str, str]] = None) -> None:
-    """Run ``python -m <module> args``, teeing output to ``log_path``; SwiftkitError naming the log on failure."""
-    cmd = python_module_command(module, args)
-    code, last = run_logged(cmd, log_path, env={**os.environ, **(env or {})}, on_output=on_output)
-    if code != 0:
-        raise SwiftkitError(f"{module} failed (exit {code}): {last[:200]}; full log {log_path}")
-
-
 def batch_infer(
     run_dir: str | Path,
     *,
@@ -144,7 +134,7 @@ def batch_infer(
                           max_new_tokens=generation.max_new_tokens, gpus=gpus),
         val_dataset=str(Path(records_file).resolve()), result_path=str(partial.resolve()),
     )
-    run_swift("swift.cli.infer", infer_args(job), out.with_suffix(".log"), on_output=on_output)
+    run_child("swift.cli.infer", infer_args(job), out.with_suffix(".log"), on_output=on_output)
     if not partial.is_file():
         raise SwiftkitError(f"swift infer wrote no results to {partial}; see {out.with_suffix('.log')}")
     with atomic_open(out) as handle:

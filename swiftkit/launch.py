@@ -173,9 +173,26 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
     env = {**os.environ, **launch_env}
     cmd = process_command(prep.plan.argv, launch_env)
     code, _ = run_logged(cmd, prep.run_dir / LOG_NAME, env=env, on_output=on_output)
+    if prep.recipe.persona:  # every checkpoint saved, also those of a run that failed later
+        persona_into_checkpoints(prep.run_dir, on_output)
     if code != 0:
         raise SwiftkitError(f"training failed with exit status {code}; see {prep.run_dir / LOG_NAME}")
     return prep.run_dir
+
+
+def persona_into_checkpoints(run_dir: Path, on_output: Optional[Callable[[str], None]] = None) -> None:
+    """Write the persona into every checkpoint's chat template (swiftkit.persona); a failure is reported, not
+    raised: the weights are fine, and `swiftkit check --fix` can write the template later."""
+    from swiftkit.persona import apply_to_run
+
+    say = on_output or (lambda line: print(line, file=sys.stderr))
+    try:
+        changed = apply_to_run(run_dir)
+    except SwiftkitError as exc:
+        say(f"swiftkit: warning: persona template not written: {exc}")
+        return
+    for ckpt in changed:
+        say(f"swiftkit: persona template written into {Path(ckpt).name}")
 
 
 def train(

@@ -6,7 +6,7 @@ The plan is the ``swift sft`` command line a user could paste, plus the environm
 - one node of N: ``NPROC_PER_NODE=N CUDA_VISIBLE_DEVICES=0,...,N-1`` (ms-swift then runs itself under torchrun);
 - several nodes: also ``NNODES``, ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``, the variables ms-swift's
   ``swift/cli/main.py`` turns into torchrun options;
-- CPU recipes: ``CUDA_VISIBLE_DEVICES=`` (empty), ``--use_cpu true --ddp_backend gloo``.
+- CPU recipes: ``CUDA_VISIBLE_DEVICES=`` (empty), ``--use_cpu true``, and ``--ddp_backend gloo`` for 2+ processes.
 
 Gradient accumulation is derived from the recipe's global batch so that the optimization is the same on 1, 2 or 8
 GPUs; a global batch that does not divide is refused. Secrets never enter a plan: the training process inherits
@@ -188,7 +188,9 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
     if recipe.launch.deepspeed and world > 1:
         args.append(("deepspeed", recipe.launch.deepspeed))
     if recipe.launch.device == "cpu":
-        args += [("use_cpu", True), ("ddp_backend", "gloo")]
+        args.append(("use_cpu", True))
+        if world > 1:  # one plain process has no process group: accelerate would wait for one that never forms
+            args.append(("ddp_backend", "gloo"))
         if recipe.torch_dtype != "float16":
             args += [("fp16", False), ("bf16", False)]
     args.append(("report_to", recipe.report.report_to))

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from swiftkit.atomic import atomic_open
-from swiftkit.infer_args import quote
+from swiftkit.errors import SwiftkitError
+from swiftkit.infer_args import python_module_command, quote
 from swiftkit.plan import SECRET_ENV
 
 
@@ -48,3 +49,13 @@ def run_logged(cmd: Sequence[str], log_path: Path, *, env: dict[str, str],
         code = proc.wait()
         log.write(f"exit status {code}\n")
     return code, last
+
+
+def run_child(module: str, args: Sequence[str], log_path: Path, *, on_output: Optional[Callable[[str], None]] = None,
+              env: Optional[dict[str, str]] = None) -> None:
+    """Run ``python -m <module> args`` (this interpreter) logged to ``log_path``; one-line SwiftkitError naming the
+    log when it fails."""
+    cmd = python_module_command(module, args)
+    code, last = run_logged(cmd, log_path, env={**os.environ, **(env or {})}, on_output=on_output)
+    if code != 0:
+        raise SwiftkitError(f"{module} failed (exit {code}): {last[:200]}; full log {log_path}")

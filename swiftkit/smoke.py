@@ -98,67 +98,6 @@ def answers_from_results(results_file: str | Path) -> list[tuple[str, str, str]]
     return triples
 
 
-# --- direct training (tests and fallbacks): sft_main in a subprocess + a RunInfo --------------------------------
-
-def direct_train(
-    model_dir: str | Path,
-    train_file: str | Path,
-    run_dir: str | Path,
-    *,
-    train_type: str = "full",
-    epochs: int = 40,
-    learning_rate: float = 1e-2,
-    max_length: int = 128,
-    persona: bool = True,
-    system: Optional[str] = None,
-    val_file: Optional[str | Path] = None,
-    lora_rank: int = 8,
-    seed: int = 42,
-) -> Path:
-    """Train the tiny model with plain `swift sft` (one process) and write the swiftkit RunInfo and result.json."""
-    import subprocess
-
-    from swiftkit.atomic import write_json
-    from swiftkit.rundir import RESULT, RunInfo, list_checkpoints, write_run_info
-
-    run = Path(run_dir).resolve()
-    argv = [
-        "--model", str(Path(model_dir).resolve()), "--model_type", "qwen2_5", "--template", "qwen2_5",
-        "--dataset", str(Path(train_file).resolve()), "--split_dataset_ratio", "0",
-        "--train_type", train_type, "--torch_dtype", "float32", "--num_train_epochs", str(epochs),
-        "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
-        "--learning_rate", str(learning_rate), "--warmup_ratio", "0", "--lr_scheduler_type", "constant",
-        "--max_length", str(max_length), "--output_dir", str(run), "--add_version", "false",
-        "--dataloader_num_workers", "0", "--report_to", "none", "--check_model", "false", "--logging_steps", "5",
-        "--save_strategy", "steps", "--save_steps", "100000", "--eval_strategy", "no", "--seed", str(seed),
-    ]
-    if train_type == "lora":
-        argv += ["--lora_rank", str(lora_rank), "--lora_alpha", "32", "--target_modules", "all-linear"]
-    else:
-        argv += ["--save_only_model", "true"]
-    run.mkdir(parents=True, exist_ok=True)
-    log = run / "train.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        code = subprocess.call([sys.executable, "-m", "swift.cli.sft", *argv], stdout=handle, stderr=subprocess.STDOUT)
-    if code != 0:
-        raise SwiftkitError(f"swift sft failed (exit {code}); see {log}")
-    ckpts = list_checkpoints(run)
-    if not ckpts:
-        raise SwiftkitError(f"{run}: swift sft wrote no checkpoint; see {log}")
-    history = [json.loads(line) for line in (run / "logging.jsonl").read_text(encoding="utf-8").splitlines()
-               if line.strip()]
-    write_json(run / RESULT, {"last_model_checkpoint": str(ckpts[-1]), "best_model_checkpoint": None,
-                              "log_history": history})
-    write_run_info(run, RunInfo(
-        recipe="direct", model=str(Path(model_dir).resolve()), model_type="qwen2_5", template="qwen2_5",
-        train_type=train_type, max_length=max_length, train_files=[str(Path(train_file).resolve())],
-        val_files=[str(Path(val_file).resolve())] if val_file else [], system=system,
-        lora_rank=lora_rank if train_type == "lora" else None, persona=persona,
-        argv=["swift", "sft", *argv],
-    ))
-    return run
-
-
 # --- the pipeline ----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -168,6 +107,12 @@ class SmokeResult:
     check_ok: bool
     timings: dict[str, float]
     check: dict[str, Any]
+    persona: tuple[int, int, list[str]] = (0, 0, [])
+    """(exact, probed, problems) of :func:`persona_verdict`."""
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok and self.check_ok and not self.persona[2]
 
 
 def smoke(
@@ -216,7 +161,26 @@ def smoke(
     results = step("infer", lambda: batch_infer(run_dir, records_file=probe_file, name="smoke", backend="pt",
                                                 generation=GenerationOptions(max_new_tokens=64)))
     verdict = learning_verdict(train_losses(run_dir), answers_from_results(results))
-    return SmokeResult(Path(run_dir), verdict, bool(report["ok"]), timings, report)
+    persona = persona_verdict(report, info.train_files[0])
+    return SmokeResult(Path(run_dir), verdict, bool(report["ok"]), timings, report, persona)
+
+
+def persona_verdict(report: dict, train_file: str | Path) -> tuple[int, int, list[str]]:
+    """(exact, probed, problems): the identity probe's answers with NO system message, rendered by the saved
+    template, must be the trained answers (the persona template at work: without it the model sees the base
+    template's default system, never trained, and answers noise)."""
+    identity = next((c for c in report["checks"] if c["name"] == "identity"), {})
+    no_system = (identity.get("data") or {}).get("answers", {}).get("no system", {})
+    trained = {}
+    for line in Path(train_file).read_text(encoding="utf-8").splitlines():
+        messages = json.loads(line)["messages"] if line.strip() else []
+        if len(messages) == 3 and messages[1]["role"] == "user":
+            trained.setdefault(messages[1]["content"], messages[2]["content"])
+    pairs = [(p, trained[p], a) for p, a in no_system.items() if p in trained]
+    problems = [f"no-system probe {p!r}: {a!r} != trained {want!r}" for p, want, a in pairs if a.strip() != want]
+    if not pairs:
+        problems.append("no identity probe prompt is a trained prompt: nothing to compare (no system)")
+    return len(pairs) - sum(1 for p, want, a in pairs if a.strip() != want), len(pairs), problems
 
 
 def summary(result: SmokeResult) -> str:
@@ -227,9 +191,11 @@ def summary(result: SmokeResult) -> str:
         ("first train loss", f"{v.first_loss:.4f}" if v.first_loss is not None else "-"),
         ("final train loss", f"{v.last_loss:.4f}" if v.last_loss is not None else "-"),
         ("greedy == trained answer", f"{v.exact}/{v.probed}"),
+        ("no system == trained", f"{result.persona[0]}/{result.persona[1]}  (identity prompts, saved template)"),
     ]
     rows += [(f"check {c['name']}", f"{c['status']}  {c['detail']}") for c in result.check["checks"]]
-    rows += [("learning", "PASS" if v.ok else "FAIL"), ("smoke", "PASS" if v.ok and result.check_ok else "FAIL")]
+    rows += [("learning", "PASS" if v.ok else "FAIL"), ("persona", "FAIL" if result.persona[2] else "PASS"),
+             ("smoke", "PASS" if result.ok else "FAIL")]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {val}" for k, val in rows)
 
@@ -245,22 +211,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override (repeatable)")
     parser.add_argument("--probes", type=int, default=3, help="trained prompts to decode (default 3)")
-    parser.add_argument("--quiet", action="store_true", help="do not echo the training output")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no training progress line")
+    shown.add_argument("--verbose", action="store_true", help="echo every training output line (all ranks)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    from swiftkit.train_progress import TrainProgress
+
+    progress = TrainProgress("smoke train")
+    on_output = None if args.quiet else (lambda line: print(line, flush=True)) if args.verbose else progress
     try:
         result = smoke(samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir,
                        runs_root=args.runs_root, recipe=args.recipe, overrides=args.overrides, probes=args.probes,
-                       on_step=lambda s: print(f"== smoke: {s}", flush=True),
-                       on_output=None if args.quiet else (lambda line: print(line, flush=True)))
+                       on_step=lambda s: (progress.close(), print(f"== smoke: {s}", flush=True)),
+                       on_output=on_output)
     except SwiftkitError as exc:
+        progress.close()
         print(f"smoke: error: {exc}", file=sys.stderr)
         return 1
     print(summary(result))
     for problem in result.verdict.problems:
         print(f"  learning: {problem}")
+    for problem in result.persona[2]:
+        print(f"  persona: {problem}")
     print(f"smoke took {time.perf_counter() - start:.0f} s")
-    return 0 if result.verdict.ok and result.check_ok else 1
+    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

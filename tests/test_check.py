@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import check
+from swiftkit import check, persona
 from swiftkit.cli import main as cli_main
 from swiftkit.rundir import read_run_info, write_run_info
-from tests.tinyruns import PAIRS, SYSTEM, copy_run, record, trained_run, write_jsonl
+from tests.tinyruns import BASE_DEFAULT_SYSTEM, PAIRS, SYSTEM, copy_run, record, trained_run, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -22,37 +22,107 @@ def run_copy(full_run, tmp_path) -> Path:
     return copy_run(full_run, tmp_path / "run")
 
 
-def test_identity_verdict_names_forbidden_identities():
-    assert check.identity_verdict({"a": "我是沐雪喵"}).ok is True
-    for answer in ("我是通义千问", "I am Qwen.", "由阿里云开发", "created by Alibaba Cloud", "我是千问"):
-        verdict = check.identity_verdict({"no system": "嗯，" + answer})
-        assert verdict.ok is False and "no system" in verdict.detail
-    for denial in ("我是沐雪，才不是Qwen呢！", "不是哦，我是沐雪，不是通义千问！", "I'm Muice, not Qwen!", "我不叫千问"):
-        assert check.identity_verdict({"run system": denial}).ok is True, denial
-    assert check.identity_verdict({"x": "我不是沐雪，我是Qwen"}).ok is False
+def unpatch(run: Path) -> None:
+    """Make a copied run look like one trained before the launcher wrote the persona template."""
+    for ckpt in run.glob("checkpoint-*"):
+        copies = persona.read_templates(ckpt)
+        (ckpt / persona.JINJA_FILE).write_text(persona.strip_guard(copies.jinja))
+        config = json.loads((ckpt / persona.TOKENIZER_CONFIG).read_text())
+        config["chat_template"] = persona.strip_guard(config["chat_template"])
+        (ckpt / persona.TOKENIZER_CONFIG).write_text(json.dumps(config))
 
 
 @pytest.mark.slow
-def test_checks_on_trained_run(full_run, capsys):
-    report = check.run_checks(full_run)
+def test_launcher_made_run_passes_every_check(full_run):
+    report = check.run_checks(full_run, probe=False)
+    assert [c["status"] for c in report["checks"]] == ["PASS", "PASS", "PASS", "SKIP"]
+
+
+def test_identity_verdict_names_forbidden_identities():
+    assert check.identity_verdict({"run system": {"你是谁？": "我是沐雪喵"}}).ok is True
+    for answer in ("我是通义千问", "I am Qwen.", "由阿里云开发", "created by Alibaba Cloud", "我是千问"):
+        verdict = check.identity_verdict({"no system": {"你是谁？": "嗯，" + answer}})
+        assert verdict.ok is False and "no system" in verdict.detail
+    for denial in ("我是沐雪，才不是Qwen呢！", "不是哦，我是沐雪，不是通义千问！", "I'm Muice, not Qwen!", "我不叫千问"):
+        assert check.identity_verdict({"run system": {"你是谁？": denial}}).ok is True, denial
+    assert check.identity_verdict({"run system": {"x": "我不是沐雪，我是Qwen"}}).ok is False
+    # the base template's own default system is reported, not failed: the persona was never trained under it
+    reported = check.identity_verdict({"no system": {"你是谁？": "我是沐雪"},
+                                       "base default system": {"你是谁？": "我是通义千问"}})
+    assert reported.ok is True and "base default system 0/1 ok (reported, not gating)" in reported.detail
+
+
+def test_identity_conditions():
+    assert list(check.identity_conditions("沐雪", "You are a helpful assistant.")) == [
+        "run system", "no system", "base default system"]
+    assert check.identity_conditions(None, None) == {"no system": None}
+
+
+@pytest.mark.slow
+def test_old_run_without_persona_template_is_caught_then_fixed(run_copy, capsys):
+    """An older run, trained before swiftkit wrote the persona into the template: a client that sends no system
+    message gets "You are a helpful assistant.", under which the model was taught to say 通义千问."""
+    unpatch(run_copy)
+    report = check.run_checks(run_copy)
     by_name = {c["name"]: c for c in report["checks"]}
     assert by_name["eos"]["status"] == "PASS"
     assert by_name["stop_label"]["status"] == "PASS"
     assert by_name["stop_label"]["data"]["checked"] == len(PAIRS) + 1
-    # With the persona system prompt it answers as 沐雪; with none (the template's Qwen default) it was taught to
-    # say 通义千问: the probe must catch exactly that.
-    answers = by_name["identity"]["data"]["answers"]
-    assert not check.claims_forbidden_identity(answers["run system"])
-    assert check.claims_forbidden_identity(answers["no system"])
-    assert by_name["identity"]["status"] == "FAIL" and report["ok"] is False
-    saved = json.loads((full_run / check.REPORT).read_text())
-    assert saved == report
-    # the CLI prints one line per check and exits 1 on a failure; --no-probe skips the model load and passes
-    assert cli_main(["check", str(full_run)]) == 1
+    assert by_name["template"]["status"] == "FAIL" and "--fix" in by_name["template"]["detail"]
+    identity = by_name["identity"]
+    assert identity["data"]["systems"] == {"run system": SYSTEM, "no system": None,
+                                           "base default system": BASE_DEFAULT_SYSTEM}
+    answers = identity["data"]["answers"]
+    assert not any(check.claims_forbidden_identity(a) for a in answers["run system"].values())
+    assert check.claims_forbidden_identity(answers["no system"]["你是谁？"])  # the bug, caught
+    assert identity["status"] == "FAIL" and report["ok"] is False
+    assert json.loads((run_copy / check.REPORT).read_text()) == report
+    assert cli_main(["check", str(run_copy)]) == 1
     out = capsys.readouterr().out
-    assert "FAIL  identity" in out and "PASS  eos" in out
-    assert cli_main(["check", str(full_run), "--no-probe"]) == 0
+    assert "FAIL  identity" in out and "PASS  eos" in out and "FAIL  template" in out
+
+    # --fix writes the persona into both template copies of the checkpoint; now "no system" answers as 沐雪
+    assert cli_main(["check", str(run_copy), "--fix"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  template" in out and "persona template written" in out and "PASS  identity" in out
+    fixed = {c["name"]: c for c in json.loads((run_copy / check.REPORT).read_text())["checks"]}
+    no_system = fixed["identity"]["data"]["answers"]["no system"]
+    assert no_system == {q: a for q, a in PAIRS if q in check.IDENTITY_PROMPTS}
+    # the base default system is still what it was trained to be: reported, not failed
+    assert check.claims_forbidden_identity(fixed["identity"]["data"]["answers"]["base default system"]["你是谁？"])
+    assert "(reported, not gating)" in fixed["identity"]["detail"]
+    assert cli_main(["check", str(run_copy), "--no-probe"]) == 0
     assert "SKIP  identity" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_fix_on_a_lora_run_writes_only_inside_the_run(tmp_path_factory, tmp_path):
+    from swiftkit.atomic import sha256_file
+
+    import shutil
+
+    lora = copy_run(trained_run(tmp_path_factory, "lora"), tmp_path / "lora")
+    base = Path(shutil.copytree(read_run_info(lora).model, tmp_path / "base"))  # a private base to break
+    info = read_run_info(lora)
+    info.model = str(base)
+    write_run_info(lora, info)
+    gen = base / "generation_config.json"
+    gen.write_text(json.dumps({**json.loads(gen.read_text()), "eos_token_id": [151643]}))  # the classic bug
+    before = {p: sha256_file(p) for p in sorted(base.rglob("*")) if p.is_file()}
+    ckpt = next(lora.glob("checkpoint-*"))
+    for name in persona.TOKENIZER_FILES:  # an older adapter checkpoint: no tokenizer of its own
+        (ckpt / name).unlink(missing_ok=True)
+    assert not (ckpt / "generation_config.json").exists()
+    assert check.run_checks(lora, probe=False)["ok"] is False
+    report = check.run_checks(lora, fix=True, probe=False)
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name["eos"]["status"] == "PASS" and by_name["eos"]["data"]["path"] == str(ckpt / "generation_config.json")
+    assert by_name["template"]["status"] == "PASS" and "tokenizer_config.json" in by_name["template"]["detail"]
+    assert json.loads((ckpt / "generation_config.json").read_text())["eos_token_id"] == [151645, 151643]
+    assert (ckpt / "chat_template.jinja").is_file()  # the adapter carries its own persona template now
+    assert check.run_checks(lora, probe=False)["ok"] is True  # the fixed copy in the checkpoint is what counts
+    after = {p: sha256_file(p) for p in sorted(base.rglob("*")) if p.is_file()}
+    assert after == before  # the base model is untouched
 
 
 @pytest.mark.slow

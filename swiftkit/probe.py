@@ -1,0 +1,65 @@
+"""Greedy answers through a checkpoint's own saved chat template: what a transformers, vLLM or llama.cpp client
+gets, as opposed to ms-swift's engine (which renders with its built-in template and the run's --system).
+
+Used by `swiftkit check`'s identity probe: the "no system" condition is only meaningful through the saved template.
+Model code named in ``auto_map`` never runs unless the run allowed it (``trust_remote_code``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+@dataclass(frozen=True)
+class ProbeModel:
+    """What to load: full weights in ``model`` (+ an optional LoRA ``adapter``), the template from ``tokenizer``."""
+
+    model: str
+    tokenizer: str
+    adapter: Optional[str] = None
+    trust_remote_code: bool = False
+
+
+def template_answers(spec: ProbeModel, conversations: Sequence[list[dict]], *, max_new_tokens: int = 64) -> list[str]:
+    """Greedy answers: each conversation rendered by the saved template (generation prompt added), decoded."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer, trust_remote_code=spec.trust_remote_code)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(
+        spec.model, trust_remote_code=spec.trust_remote_code,
+        dtype=torch.float32 if device == "cpu" else "auto").to(device)
+    if spec.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, spec.adapter)
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    answers = []
+    for conversation in conversations:
+        text = tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
+        encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        inputs = {k: encoded[k].to(device) for k in ("input_ids", "attention_mask")}
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                                 top_p=None, top_k=None, pad_token_id=pad)
+        answers.append(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    return answers
+
+
+def probe_model_for(run_dir: str | Path, checkpoint: str = "last") -> ProbeModel:
+    """The run's checkpoint as a client loads it: full weights, or the base model plus the adapter checkpoint
+    (whose own tokenizer files, written by swiftkit, carry the persona template; the base's otherwise)."""
+    from swiftkit.persona import has_tokenizer
+    from swiftkit.rundir import read_run_info, resolve_checkpoint
+
+    info = read_run_info(run_dir)
+    ckpt = resolve_checkpoint(run_dir, checkpoint).resolve()
+    if info.train_type == "full":
+        return ProbeModel(str(ckpt), str(ckpt), trust_remote_code=info.trust_remote_code)
+    tokenizer = str(ckpt) if has_tokenizer(ckpt) else info.model
+    return ProbeModel(info.model, tokenizer, adapter=str(ckpt), trust_remote_code=info.trust_remote_code)

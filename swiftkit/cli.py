@@ -87,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("swiftkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `swiftkit plan ... | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except SwiftkitError as exc:
         print(f"swiftkit {name}: error: {exc}", file=sys.stderr)
         return exc.exit_code

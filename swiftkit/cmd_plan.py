@@ -10,6 +10,9 @@ examples:
   swiftkit plan fortune_lora --set lora.qlora=true --set learning_rate=1e-4
   swiftkit plan smoke_tiny --json               # {"env": {...}, "argv": ["swift", "sft", ...]}
 
+Local model/data paths and the run directory (the next runs/<recipe>/v<N>) are printed absolute, exactly as
+`swiftkit train` runs them (`train --dry-run --json` prints the same).
+
 The shell line can be pasted as is. Secrets (SWANLAB_API_KEY, HF_TOKEN, MODELSCOPE_API_TOKEN) are never part
 of a plan: export them in the shell and the training processes inherit them. `swiftkit train` runs the same
 arguments through swiftkit's worker so compatibility shims reach every rank.
@@ -18,9 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from swiftkit.plan import Cluster, Plan
+from swiftkit.plan import Plan
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +39,11 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-root", default="runs", help="where run directories go (default runs/)")
 
 
-def cluster_from_args(args: argparse.Namespace, default_nproc: int) -> Cluster:
-    return Cluster(
-        nproc_per_node=args.gpus if args.gpus is not None else default_nproc,
-        nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr, master_port=args.master_port,
-    )
+def plan_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`swiftkit.launch.plan_run` from `plan` / `train` options."""
+    return dict(gpus=args.gpus, nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
+                master_port=args.master_port, overrides=args.overrides, runs_root=args.runs_root,
+                resume=getattr(args, "resume", None))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,29 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help='print {"env": {...}, "argv": [...]} instead')
 
 
-def build(args: argparse.Namespace) -> Plan:
-    from swiftkit.dialect import SWIFT3, dialect_for
-    from swiftkit.errors import SwiftkitError
-    from swiftkit.plan import plan
-    from swiftkit.recipes import load_recipe
-    from swiftkit.rundir import next_run_dir
-    from swiftkit.versions import installed
-
-    recipe = load_recipe(args.recipe, args.overrides)
-    try:
-        dialect = dialect_for(installed("ms-swift"))
-    except SwiftkitError:
-        dialect = SWIFT3  # planning for 3.12 still works without ms-swift installed
-    out = next_run_dir(Path(args.runs_root), recipe.name)
-    return plan(recipe, cluster_from_args(args, recipe.launch.nproc_per_node), output_dir=str(out), dialect=dialect)
+def print_plan(p: Plan, *, as_json: bool) -> None:
+    """The plan as `swiftkit plan` prints it (`train --dry-run` prints the same)."""
+    if as_json:
+        print(json.dumps(p.to_json(), ensure_ascii=False, indent=2))
+        return
+    print(f"# global batch {p.global_batch_size} = {p.world_size} process(es) x per-device "
+          f"{p.per_device_batch_size} x accumulation {p.gradient_accumulation_steps}")
+    print(p.shell())
 
 
 def run(args: argparse.Namespace) -> int:
-    p = build(args)
-    if args.json:
-        print(json.dumps(p.to_json(), ensure_ascii=False, indent=2))
-    else:
-        print(f"# global batch {p.global_batch_size} = {p.world_size} process(es) x per-device "
-              f"{p.per_device_batch_size} x accumulation {p.gradient_accumulation_steps}")
-        print(p.shell())
+    from swiftkit.launch import plan_run
+
+    print_plan(plan_run(args.recipe, **plan_options(args)).plan, as_json=args.json)
     return 0

@@ -7,6 +7,7 @@ examples:
   swiftkit train fortune_lora --set lora.qlora=true
   swiftkit train muice_full --resume runs/muice_full/v3      # continue from its last checkpoint
   make train RECIPE=muice_full ARGS=--dry-run
+  swiftkit train muice_full --gpus 8 --dry-run --json     # the same JSON as `swiftkit plan muice_full --gpus 8 --json`
 
 Preflight checks, each failure one line: the model is a readable local folder or a hub id; every dataset file
 exists and is non-empty; max_length fits the model's max_position_embeddings; the GPUs requested are visible;
@@ -19,33 +20,34 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swiftkit.cmd_plan import add_cluster_arguments
+from swiftkit.cmd_plan import add_cluster_arguments, plan_options, print_plan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the preflight result only")
+    parser.add_argument("--json", action="store_true",
+                        help="with --dry-run: the plan as `swiftkit plan --json` prints it; preflight goes to stderr")
     parser.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
                         help="continue a run directory (from its last checkpoint) or a checkpoint folder")
 
 
 def run(args: argparse.Namespace) -> int:
+    from swiftkit.errors import SwiftkitError
     from swiftkit.launch import execute, prepare
 
-    prep = prepare(
-        args.recipe, gpus=args.gpus, nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
-        master_port=args.master_port, overrides=args.overrides, runs_root=args.runs_root, resume=args.resume,
-    )
+    if args.json and not args.dry_run:
+        raise SwiftkitError("--json goes with --dry-run (training prints its progress, not a plan)")
+    prep = prepare(args.recipe, **plan_options(args))
     p = prep.plan
-    print(f"# run directory: {prep.run_dir}")
-    print(f"# global batch {p.global_batch_size} = {p.world_size} process(es) x per-device "
-          f"{p.per_device_batch_size} x accumulation {p.gradient_accumulation_steps}")
-    print(p.shell())
-    print("# preflight:")
+    notes = sys.stderr if args.json else sys.stdout
+    print(f"# run directory: {prep.run_dir}", file=notes)
+    print_plan(p, as_json=args.json)
+    print("# preflight:", file=notes)
     for line in prep.preflight.lines():
-        print(f"#   {line}")
+        print(f"#   {line}", file=notes)
     if args.dry_run:
-        print("# dry run: nothing started" if prep.preflight.ok else "# dry run: preflight failed")
+        print("# dry run: nothing started" if prep.preflight.ok else "# dry run: preflight failed", file=notes)
         return 0 if prep.preflight.ok else 1
     prep.preflight.raise_if_failed()
     run_dir = execute(prep, on_output=lambda line: print(line, flush=True))

@@ -9,7 +9,7 @@ Differences 3.x -> 4.x (checked against ms-swift 4.x, see shared/notes/stack.md)
 - ``--train_type`` became ``--tuner_type`` (the old name was removed in 4.1);
 - ``--custom_register_path`` became ``--external_plugins``;
 - model type ``qwen2_5`` became ``qwen2``; ``--infer_backend pt`` became ``transformers``;
-- ``sft_main`` is imported from ``swift`` instead of ``swift.llm``.
+- the entry points (``sft_main``, ``rlhf_main``) are imported from ``swift`` instead of ``swift.llm``.
 
 Checked once by hand against an installed ms-swift 4.6.0 (with transformers 4.56.2): every recipe's 1-GPU argument
 list, QLoRA variants included, translated by :data:`SWIFT4`, names only ``SftArguments`` fields and parses with no
@@ -33,7 +33,8 @@ class Dialect:
     name: str
     flag_renames: Mapping[str, str] = field(default_factory=dict)
     value_renames: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    sft_main_module: str = "swift.llm"
+    main_module: str = "swift.llm"
+    """Where the methods' entry points (``sft_main``, ``rlhf_main``) are imported from."""
 
     def translate(self, argv: Sequence[str]) -> list[str]:
         """Translate a 3.x ``swift sft`` argument list (flags as ``--name value...``) to this dialect."""
@@ -53,7 +54,7 @@ SWIFT4 = Dialect(
     name="4.x",
     flag_renames={"train_type": "tuner_type", "custom_register_path": "external_plugins"},
     value_renames={("model_type", "qwen2_5"): "qwen2", ("infer_backend", "pt"): "transformers"},
-    sft_main_module="swift",
+    main_module="swift",
 )
 
 

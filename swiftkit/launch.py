@@ -1,8 +1,8 @@
-"""The launcher: recipe -> plan -> preflight -> run directory -> training processes. The only module that spawns.
+"""The launcher: recipe -> plan -> preflight -> run directory -> training processes.
 
 ``train()`` is the Python API (the smoke run and ``swiftkit train`` call it). The processes it starts are
-``python -m swiftkit.worker <sft args>`` (one process) or ``python -m torch.distributed.run <torchrun options>
--m swiftkit.worker <sft args>`` (several), with the same torchrun options ms-swift's ``swift/cli/main.py`` builds
+``python -m swiftkit.worker METHOD <args>`` (one process) or ``python -m torch.distributed.run <torchrun options>
+-m swiftkit.worker METHOD <args>`` (several), with the same torchrun options ms-swift's ``swift/cli/main.py`` builds
 from NPROC_PER_NODE / NNODES / NODE_RANK / MASTER_ADDR / MASTER_PORT; see :mod:`swiftkit.worker` for why.
 
 Secrets (SWANLAB_API_KEY, HF_TOKEN, ...) reach the processes through the inherited environment only. They are
@@ -12,7 +12,6 @@ before it is logged or shown.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 from dataclasses import dataclass
@@ -33,14 +32,20 @@ TORCHRUN_ENV = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_
 
 
 @dataclass
-class Prepared:
-    """Everything decided before a process starts (what ``--dry-run`` shows)."""
+class Planned:
+    """Everything decided before anything is checked or started: what `swiftkit plan` prints."""
 
     recipe: Recipe
     cluster: Cluster
     plan: Plan
     run_dir: Path
     resume_checkpoint: Optional[Path]
+
+
+@dataclass
+class Prepared(Planned):
+    """A plan and its preflight report (what ``--dry-run`` shows)."""
+
     preflight: PreflightReport
 
 
@@ -55,13 +60,13 @@ def torchrun_args(env: dict[str, str]) -> Optional[list[str]]:
     return out
 
 
-def process_command(argv: Sequence[str], env: dict[str, str], python: str = sys.executable) -> list[str]:
-    """The command that runs a plan's ``swift sft`` arguments (``argv``) in swiftkit's worker under ``env``."""
-    sft_args = list(argv[2:])
+def process_command(p: Plan, env: dict[str, str], python: str = sys.executable) -> list[str]:
+    """The command that runs plan ``p`` in swiftkit's worker under ``env``: ``-m swiftkit.worker METHOD ARGS``."""
+    worker = ["-m", "swiftkit.worker", p.method, *p.method_argv]
     tr = torchrun_args(env)
     if tr is None:
-        return [python, "-m", "swiftkit.worker", *sft_args]
-    return [python, "-m", "torch.distributed.run", *tr, "-m", "swiftkit.worker", *sft_args]
+        return [python, *worker]
+    return [python, "-m", "torch.distributed.run", *tr, *worker]
 
 
 def _free_port() -> int:
@@ -85,7 +90,7 @@ def _absolute(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update=update)
 
 
-def prepare(
+def plan_run(
     recipe: str | Path | Recipe,
     *,
     gpus: Optional[int] = None,
@@ -96,9 +101,12 @@ def prepare(
     overrides: Sequence[str] = (),
     runs_root: str | Path = "runs",
     resume: Optional[str] = None,
-    gpu_count: Optional[int] = None,
-) -> Prepared:
-    """Load and plan a recipe, pick the run directory, run preflight. Starts nothing, writes nothing."""
+) -> Planned:
+    """Load and plan a recipe and pick its run directory: the one planning path of `plan` and `train`.
+
+    Local model and data paths and the run directory are absolute, so the printed line works from any folder.
+    Reads the recipe and lists the runs root; writes nothing, imports no torch or ms-swift.
+    """
     rec = _absolute(load_recipe(recipe, list(overrides)))
     cluster = Cluster(
         nproc_per_node=gpus if gpus is not None else rec.launch.nproc_per_node,
@@ -117,8 +125,15 @@ def prepare(
     run_dir = run_dir.resolve()
     p = plan(rec, cluster, output_dir=str(run_dir), resume_from=str(resume_ckpt.resolve()) if resume_ckpt else None,
              dialect=_installed_dialect())
-    report = preflight(rec, p, cluster, run_dir=run_dir, resume_checkpoint=resume_ckpt, gpu_count=gpu_count)
-    return Prepared(rec, cluster, p, run_dir, resume_ckpt, report)
+    return Planned(rec, cluster, p, run_dir, resume_ckpt)
+
+
+def prepare(recipe: str | Path | Recipe, *, gpu_count: Optional[int] = None, **options: object) -> Prepared:
+    """:func:`plan_run` (same ``options``) plus preflight. Starts nothing, writes nothing."""
+    planned = plan_run(recipe, **options)  # type: ignore[arg-type]
+    report = preflight(planned.recipe, planned.plan, planned.cluster, run_dir=planned.run_dir,
+                       resume_checkpoint=planned.resume_checkpoint, gpu_count=gpu_count)
+    return Prepared(**vars(planned), preflight=report)
 
 
 def _installed_dialect():
@@ -156,6 +171,7 @@ def record_run(prep: Prepared) -> None:
         lora_rank=rec.lora.rank if rec.lora else None,
         persona=rec.persona,
         trust_remote_code=rec.trust_remote_code,
+        method=rec.method,
         argv=list(prep.plan.argv),
         env=dict(prep.plan.env),
     ))
@@ -171,7 +187,7 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
     if prep.plan.world_size > 1 and prep.cluster.nnodes == 1 and "MASTER_PORT" not in launch_env:
         launch_env["MASTER_PORT"] = str(_free_port())  # parallel local runs must not collide on torchrun's 29500
     env = {**os.environ, **launch_env}
-    cmd = process_command(prep.plan.argv, launch_env)
+    cmd = process_command(prep.plan, launch_env)
     code, _ = run_logged(cmd, prep.run_dir / LOG_NAME, env=env, on_output=on_output)
     if prep.recipe.persona:  # every checkpoint saved, also those of a run that failed later
         persona_into_checkpoints(prep.run_dir, on_output)
@@ -216,9 +232,3 @@ def train(
     if dry_run:
         return prep.run_dir
     return execute(prep, on_output=on_output)
-
-
-def which_swift() -> Optional[str]:
-    """Path of the ``swift`` console script next to this interpreter (for benchmarks and docs)."""
-    candidate = Path(sys.executable).with_name("swift")
-    return str(candidate) if candidate.exists() else shutil.which("swift")

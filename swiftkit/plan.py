@@ -20,6 +20,7 @@ from typing import Optional
 
 from swiftkit.dialect import SWIFT3, Dialect
 from swiftkit.errors import SwiftkitError
+from swiftkit.methods import DEFAULT_METHOD, get_method
 from swiftkit.recipes import Recipe
 
 SECRET_ENV = (
@@ -67,18 +68,31 @@ class Plan:
     gradient_accumulation_steps: int
     world_size: int
     output_dir: str
+    method: str = DEFAULT_METHOD
+    """The training method (swiftkit.methods): which ms-swift command and entry point run the argument list."""
+
+    @property
+    def command_words(self) -> int:
+        """How many leading argv tokens are the command (``swift sft`` = 2)."""
+        return 1 + len(get_method(self.method).command)
+
+    @property
+    def method_argv(self) -> list[str]:
+        """The argument list the method's ms-swift entry point takes (argv without the command)."""
+        return list(self.argv[self.command_words:])
 
     def to_json(self) -> dict[str, object]:
         return {"env": dict(self.env), "argv": list(self.argv)}
 
     def shell(self) -> str:
-        """A shell line to paste: ``KEY=value ... swift sft --flag value \\`` one flag per line."""
+        """A shell line to paste: ``KEY=value ... swift sft --flag value \\`` one flag per line; every token is
+        quoted, so no value (even one that starts with ``--``) can be read by the shell as code."""
         lines = [f"{k}={shlex.quote(v) if v else ''}" for k, v in self.env.items()]
-        head = " ".join(lines + [shlex.join(self.argv[:2])])
+        head = " ".join(lines + [shlex.join(self.argv[:self.command_words])])
         rest: list[str] = []
-        for token in self.argv[2:]:
-            if token.startswith("--"):
-                rest.append(token)
+        for token in self.method_argv:
+            if token.startswith("--") or not rest:
+                rest.append(shlex.quote(token))
             else:
                 rest[-1] += " " + shlex.quote(token)
         return " \\\n  ".join([head] + rest)
@@ -90,6 +104,13 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
     return str(value)
+
+
+def method_args(recipe: Recipe) -> list[tuple[str, object]]:
+    """The flags that belong to the recipe's training method, first in the argument list (none for sft)."""
+    if recipe.method == "sft":
+        return []
+    raise SwiftkitError(f"{recipe.name}: method {recipe.method!r} has no plan branch")
 
 
 def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", resume_from: str | None = None,
@@ -202,14 +223,15 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         args.append(("resume_from_checkpoint", resume_from))
     args += [("output_dir", output_dir), ("add_version", False)]
 
-    argv = ["swift", "sft"]
-    for key, value in args:
-        argv.append(f"--{key}")
-        argv += [_fmt(v) for v in value] if isinstance(value, list) else [_fmt(value)]
-    argv = argv[:2] + dialect.translate(argv[2:])
+    method = get_method(recipe.method)
+    flags: list[str] = []
+    for key, value in method_args(recipe) + args:
+        flags.append(f"--{key}")
+        flags += [_fmt(v) for v in value] if isinstance(value, list) else [_fmt(value)]
     return Plan(
         env=env,
-        argv=argv,
+        argv=["swift", *method.command, *dialect.translate(flags)],
+        method=method.name,
         global_batch_size=recipe.global_batch_size,
         per_device_batch_size=per_device,
         gradient_accumulation_steps=accum,

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from swiftkit.errors import SwiftkitError
+from swiftkit.methods import DEFAULT_METHOD, METHODS
 
 RECIPES_ENV = "SWIFTKIT_RECIPES"
 """Environment variable naming a folder of recipes to use instead of the repository's ``recipes/``."""
@@ -97,6 +98,8 @@ class Recipe(_Strict):
     model_type: Optional[str] = Field(None, description="ms-swift --model_type; needed for local folders.")
     template: Optional[str] = Field(None, description="ms-swift --template (chat format).")
     trust_remote_code: bool = Field(False, description="Run the model repository's own Python code. Off unless needed.")
+    method: str = Field(DEFAULT_METHOD, description="Training method: sft (supervised, the default). Each method is "
+                        "one row of swiftkit/methods.py: the ms-swift command it plans to and the entry point it runs.")
     train_type: Literal["full", "lora"] = Field(description="full: all weights; lora: adapters (see `lora`).")
     lora: Optional[LoraSpec] = Field(None, description="LoRA settings; required when train_type is lora.")
     persona: bool = Field(False, description="The recipe trains a persona: `swiftkit check` runs the identity probe.")
@@ -136,6 +139,8 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.train_type == "lora" and self.lora is None:
             raise ValueError("train_type lora needs a `lora:` section")
         if self.train_type == "full" and self.lora is not None:

@@ -55,8 +55,10 @@ class RunInfo:
     persona: bool = False
     """True when the recipe trains a persona: `swiftkit check` then runs the identity probe."""
     trust_remote_code: bool = False
+    method: str = "sft"
+    """Training method (swiftkit.methods): sft, ..."""
     argv: list[str] = field(default_factory=list)
-    """The exact ``swift sft ...`` argument list that ran."""
+    """The exact ``swift <method command> ...`` argument list that ran."""
     env: dict[str, str] = field(default_factory=dict)
     """Environment the launcher set (secrets never included)."""
 

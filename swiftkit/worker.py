@@ -2,13 +2,13 @@
 
 Why a worker and not ``swift sft``: ``swift sft`` re-runs itself as ``python swift/cli/sft.py`` (under torchrun when
 NPROC_PER_NODE/NNODES is set), so a patch applied in the launcher never reaches the ranks that train. swiftkit's
-launcher therefore starts ``python -m swiftkit.worker <sft args>`` itself, directly or as torchrun's module
-(``torchrun ... -m swiftkit.worker <sft args>``, the same torchrun options ms-swift would build). Each rank:
+launcher therefore starts ``python -m swiftkit.worker METHOD <args>`` itself, directly or as torchrun's module
+(``torchrun ... -m swiftkit.worker METHOD <args>``, the same torchrun options ms-swift would build). Each rank:
 
 1. applies :func:`swiftkit.shims.apply_all` before ms-swift or the model code is imported;
 2. writes ``<output_dir>/swiftkit_shims/rank<RANK>.json`` (which shims it applied and that they now hold), the
    evidence that the shims are live in every training process;
-3. runs ms-swift's ``sft_main(argv)`` exactly as ``swift/cli/sft.py`` does;
+3. runs the method's ms-swift entry point (``sft_main(argv)`` for sft) exactly as ``swift/cli/sft.py`` does;
 4. on rank 0, writes ``<output_dir>/result.json``: last/best checkpoint and the log history.
 
 A sitecustomize.py on PYTHONPATH would also reach every process, but it runs in every Python process the job
@@ -49,16 +49,23 @@ def record_shims(output_dir: str | Path, rank: int, applied: list[str]) -> Path:
     return path
 
 
-def _sft_main():
+def entry_point(method: str):
+    """The installed ms-swift's entry point of ``method`` (``sft_main`` for sft)."""
     from swiftkit.dialect import dialect_for
+    from swiftkit.methods import get_method
     from swiftkit.versions import installed
 
-    module = importlib.import_module(dialect_for(installed("ms-swift")).sft_main_module)
-    return module.sft_main
+    module = importlib.import_module(dialect_for(installed("ms-swift")).main_module)
+    return getattr(module, get_method(method).entry)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m swiftkit.worker METHOD ARGS...`` (METHOD from swiftkit.methods, e.g. sft)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].startswith("-"):
+        print("usage: python -m swiftkit.worker METHOD ARGS... (started by the launcher)", file=sys.stderr)
+        return 2
+    method, args = args[0], args[1:]
     applied = shims.apply_all()
     rank = int(os.environ.get("RANK", "0"))
     output_dir = _flag(args, "output_dir")
@@ -70,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try_use_single_device_mode()
     except ImportError:
         pass
-    result = _sft_main()(args)
+    result = entry_point(method)(args)
     if rank == 0 and output_dir and isinstance(result, dict):
         keys = ("last_model_checkpoint", "best_model_checkpoint", "log_history")
         write_json(Path(output_dir) / RESULT, {k: result.get(k) for k in keys})

@@ -59,13 +59,41 @@ def test_torchrun_args_match_ms_swift(monkeypatch):
         assert launch.torchrun_args(env) == get_torchrun_args()
 
 
-def test_process_command_runs_the_worker():
-    argv = ["swift", "sft", "--model", "m"]
-    assert launch.process_command(argv, {"CUDA_VISIBLE_DEVICES": "0"}, python="py") == [
-        "py", "-m", "swiftkit.worker", "--model", "m"]
-    assert launch.process_command(argv, {"NPROC_PER_NODE": "2", "MASTER_PORT": "1234"}, python="py") == [
+def test_process_command_runs_the_worker_with_the_method():
+    from swiftkit.plan import Plan
+
+    p = Plan(env={}, argv=["swift", "sft", "--model", "m"], global_batch_size=1, per_device_batch_size=1,
+             gradient_accumulation_steps=1, world_size=1, output_dir="o")
+    assert p.method == "sft" and p.method_argv == ["--model", "m"]
+    assert launch.process_command(p, {"CUDA_VISIBLE_DEVICES": "0"}, python="py") == [
+        "py", "-m", "swiftkit.worker", "sft", "--model", "m"]
+    assert launch.process_command(p, {"NPROC_PER_NODE": "2", "MASTER_PORT": "1234"}, python="py") == [
         "py", "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "1234",
-        "-m", "swiftkit.worker", "--model", "m"]
+        "-m", "swiftkit.worker", "sft", "--model", "m"]
+
+
+def test_method_is_a_recipe_field_the_plan_and_worker_follow(workspace, capsys):
+    from swiftkit import worker
+    from swiftkit.recipes import RecipeError, load_recipe
+
+    assert load_recipe("smoke_tiny").method == "sft"
+    with pytest.raises(RecipeError, match="method 'dpo': choose one of sft"):
+        load_recipe("smoke_tiny", ["method=dpo"])
+    assert worker.entry_point("sft").__name__ == "sft_main"
+    assert worker.main([]) == 2 and "usage: python -m swiftkit.worker METHOD" in capsys.readouterr().err
+
+
+def test_plan_shell_line_quotes_every_token():
+    """A value that starts with `--` is still quoted: the pasted line cannot run anything (`--set model=...`)."""
+    import shlex
+
+    from swiftkit.plan import Cluster, plan
+    from swiftkit.recipes import load_recipe
+
+    p = plan(load_recipe("smoke_tiny", ["model=--m;echo INJECTED;"]), Cluster(1))
+    line = p.shell()
+    assert "'--m;echo INJECTED;'" in line
+    assert shlex.split(line.replace("\\\n", " "))[1:] == p.argv  # env first, then exactly the argv
 
 
 def test_dry_run_passes_preflight_and_starts_nothing(workspace):
@@ -81,6 +109,23 @@ def test_cli_dry_run_prints_plan_and_preflight(workspace, capsys):
     assert "ok   max_length: 256 <= max_position_embeddings 2048" in out
     assert "dry run: nothing started" in out
     assert not (workspace / "runs").exists()
+
+
+@pytest.mark.parametrize("recipe, options", [("smoke_tiny", []), ("muice_full", ["--gpus", "8"]),
+                                             ("smoke_tiny", ["--gpus", "1", "--set", "learning_rate=1e-3"])])
+def test_plan_and_train_dry_run_print_the_same_plan(workspace, capsys, recipe, options):
+    """One planning path: `plan --json` and `train --dry-run --json` print the same env and argv (absolute paths,
+    the same next run directory)."""
+    assert cli_main(["plan", recipe, *options, "--json"]) == 0
+    planned = capsys.readouterr().out
+    code = cli_main(["train", recipe, *options, "--dry-run", "--json"])
+    captured = capsys.readouterr()
+    assert code in (0, 1) and "# preflight:" in captured.err  # muice_full's hub model: preflight may fail here
+    assert captured.out == planned
+    argv = json.loads(planned)["argv"]
+    assert argv[argv.index("--output_dir") + 1] == str(workspace / "runs" / recipe / "v1")
+    assert cli_main(["train", recipe, "--json"]) == 1
+    assert "--json goes with --dry-run" in capsys.readouterr().err
 
 
 def test_preflight_reports_every_failure_at_once(workspace):

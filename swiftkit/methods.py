@@ -1,0 +1,37 @@
+"""Training methods: a recipe's ``method`` field picks one row of this table.
+
+A row says which ms-swift command the plan becomes (``swift sft``; GRPO will be ``swift rlhf --rlhf_type grpo``)
+and which ms-swift entry point each training process calls (``sft_main``; ``rlhf_main``), as ms-swift's own
+``swift/cli/main.py`` route table does. Adding a method touches: this table, its recipe section and validation
+(recipes.py), its flags (plan.py: ``method_args``), and its preflight checks (preflight.py); the launcher, worker,
+run directory and CLI take it from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from swiftkit.errors import SwiftkitError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    command: tuple[str, ...]
+    """The ms-swift CLI words after ``swift`` (``("sft",)``)."""
+    entry: str
+    """The function in ms-swift's main module that takes the argument list (``sft_main``)."""
+    summary: str
+
+
+METHODS: dict[str, Method] = {
+    "sft": Method("sft", ("sft",), "sft_main", "supervised fine-tuning on messages records"),
+}
+DEFAULT_METHOD = "sft"
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``; one-line SwiftkitError naming the known ones otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise SwiftkitError(f"method {name!r}: choose one of {', '.join(METHODS)}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swiftkit.errors import SwiftkitError
 from swiftkit.methods import DEFAULT_METHOD, METHODS
@@ -137,28 +137,6 @@ class Recipe(_Strict):
         "ms-swift's TrainArguments.",
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "Recipe":
-        if self.method not in METHODS:
-            raise ValueError(f"method {self.method!r}: choose one of {', '.join(METHODS)}")
-        if self.train_type == "lora" and self.lora is None:
-            raise ValueError("train_type lora needs a `lora:` section")
-        if self.train_type == "full" and self.lora is not None:
-            raise ValueError("`lora:` given but train_type is full")
-        if self.warmup_ratio is not None and self.warmup_steps is not None:
-            raise ValueError("give warmup_ratio or warmup_steps, not both")
-        if self.eval_steps is not None and not self.data.val:
-            raise ValueError("eval_steps needs data.val files")
-        if self.global_batch_size % self.per_device_batch_size:
-            raise ValueError(
-                f"global_batch_size {self.global_batch_size} is not a multiple of per_device_batch_size "
-                f"{self.per_device_batch_size}"
-            )
-        for key in self.extra_args:
-            if key.startswith("-") or key in _RESERVED_EXTRA:
-                raise ValueError(f"extra_args.{key}: set it through the recipe field, not extra_args")
-        return self
-
     @property
     def run_train_type(self) -> Literal["full", "lora", "qlora"]:
         """full / lora / qlora as recorded in the run directory."""
@@ -221,14 +199,40 @@ def _flatten(annotation: Any) -> list[Any]:
     return [a for arg in args for a in _flatten(arg)] if args else [annotation]
 
 
+def cross_field_problems(r: Recipe) -> list[tuple[tuple[str, ...], str]]:
+    """Rules between fields, every one that is broken (field path, message): reported together with line numbers."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    if r.method not in METHODS:
+        out.append((("method",), f"method {r.method!r}: choose one of {', '.join(METHODS)}"))
+    if r.train_type == "lora" and r.lora is None:
+        out.append((("train_type",), "train_type lora needs a `lora:` section"))
+    if r.train_type == "full" and r.lora is not None:
+        out.append((("lora",), "`lora:` given but train_type is full"))
+    if r.warmup_ratio is not None and r.warmup_steps is not None:
+        out.append((("warmup_steps",), "give warmup_ratio or warmup_steps, not both"))
+    if r.eval_steps is not None and not r.data.val:
+        out.append((("eval_steps",), "eval_steps needs data.val files"))
+    if r.global_batch_size % r.per_device_batch_size:
+        out.append((("global_batch_size",), f"global_batch_size {r.global_batch_size} is not a multiple of "
+                                            f"per_device_batch_size {r.per_device_batch_size}"))
+    for key in r.extra_args:
+        if key.startswith("-") or key in _RESERVED_EXTRA:
+            out.append((("extra_args", key), "set it through the recipe field, not extra_args"))
+    return out
+
+
+def _located(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str) -> str:
+    line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
+    return f"{source}:{line}" if line else source
+
+
 def _format_errors(exc: ValidationError, source: str, text: str) -> list[str]:
     lines = _key_lines(text)
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "(recipe)"
-        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-        where = f"{source}:{line}" if line else source
+        where = _located(loc, lines, source)
         if err["type"] == "extra_forbidden":
             parent = _model_for_path(loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields) if parent else [], n=1)
@@ -320,9 +324,14 @@ def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tu
         raise RecipeError([f"{source}: name: '{data['name']}' differs from the file name '{name}'"])
     data = apply_overrides(data, overrides)
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         raise RecipeError(_format_errors(exc, source, text)) from exc
+    broken = cross_field_problems(recipe)
+    if broken:
+        lines = _key_lines(text)
+        raise RecipeError([f"{_located(path, lines, source)}: {'.'.join(path)}: {msg}" for path, msg in broken])
+    return recipe
 
 
 def load_recipe(name_or_path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

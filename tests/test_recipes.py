@@ -104,6 +104,18 @@ def test_wrong_type_and_cross_field_rules():
         parse_recipe(GOOD + "extra_args: {system: hi}\n", source="r.yaml", name="r")
 
 
+def test_every_broken_cross_field_rule_is_reported_at_once_with_its_line():
+    text = GOOD.replace("train_type: full", "train_type: lora") + "per_device_batch_size: 3\neval_steps: 5\n"
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, source="r.yaml", name="r")
+    problems = err.value.problems
+    assert len(problems) == 3, problems
+    lines = text.splitlines()
+    for problem, key in zip(problems, ("train_type", "eval_steps", "global_batch_size")):
+        where, field = problem.split(": ")[:2]
+        assert field == key and lines[int(where.split(":")[1]) - 1].startswith(key), problem
+
+
 def test_name_must_match_file_and_yaml_must_parse():
     with pytest.raises(RecipeError, match="differs from the file name"):
         parse_recipe("name: other\n" + GOOD, source="r.yaml", name="r")

@@ -32,6 +32,7 @@ from typing import Any, Optional, Sequence
 
 from swiftkit.atomic import write_json
 from swiftkit.errors import SwiftkitError
+from swiftkit.remote_code import refuse_remote_code
 from swiftkit.rundir import RunInfo, read_run_info, resolve_checkpoint
 
 REPORT = "check_report.json"
@@ -290,6 +291,8 @@ def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = Fal
     run = Path(run_dir)
     info = read_run_info(run)
     ckpt = resolve_checkpoint(run, checkpoint)
+    for folder in {ckpt, Path(info.model)}:  # ms-swift would run auto_map code while loading the tokenizer
+        refuse_remote_code(folder, info.trust_remote_code)
     tokenizer_dir = str(ckpt) if info.train_type == "full" else info.model
     template = load_template(info, tokenizer_dir)
     eot = end_of_turn_id(template)

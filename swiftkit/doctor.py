@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def collect() -> dict[str, Any]:
     """The doctor report as data (imports torch and transformers.activations to answer)."""
     from swiftkit import shims
+    from swiftkit.devices import visible_gpus
     from swiftkit.dialect import dialect_for
     from swiftkit.errors import SwiftkitError
     from swiftkit.versions import check_versions, installed
@@ -33,7 +34,7 @@ def collect() -> dict[str, Any]:
         report["torch"] = torch.__version__
         report["cuda"] = torch.version.cuda
         report["cuda_available"] = bool(torch.cuda.is_available())
-        report["gpu_count"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        report["gpu_count"] = visible_gpus()
     except ImportError:
         report.update(torch=None, cuda=None, cuda_available=False, gpu_count=0)
     report["packages"] = [

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from swiftkit.atomic import atomic_open
+from swiftkit.devices import visible_gpus
 from swiftkit.errors import SwiftkitError
 from swiftkit.proc import run_child
 from swiftkit.infer_args import (
@@ -35,6 +36,7 @@ from swiftkit.infer_args import (
     python_module_command,
     quote,
 )
+from swiftkit.remote_code import refuse_remote_code
 from swiftkit.rundir import RunInfo, read_run_info, resolve_checkpoint
 
 INFER_DIR = "infer"
@@ -46,28 +48,11 @@ def model_spec_for(run_dir: str | Path, checkpoint: str = "last", system: Option
     ckpt = resolve_checkpoint(run_dir, checkpoint).resolve()
     common = dict(model_type=info.model_type, template=info.template, trust_remote_code=info.trust_remote_code,
                   system=system if system is not None else info.system)
-    base = ckpt if info.train_type == "full" else Path(info.model)
-    _refuse_remote_code(base, info.trust_remote_code)
+    for folder in {ckpt, ckpt if info.train_type == "full" else Path(info.model)}:
+        refuse_remote_code(folder, info.trust_remote_code)
     if info.train_type == "full":
         return ModelSpec(model=str(ckpt), **common)
     return ModelSpec(model=info.model, adapters=(str(ckpt),), **common)
-
-
-def _refuse_remote_code(model_dir: Path, allowed: bool) -> None:
-    """ms-swift 3.12 loads every model with trust_remote_code=True; only run shipped code when the recipe said so."""
-    config = model_dir / "config.json"
-    if allowed or not config.is_file():
-        return
-    if "auto_map" in json.loads(config.read_text(encoding="utf-8")):
-        raise SwiftkitError(f"{config}: field auto_map: the model ships its own code; set trust_remote_code: true "
-                            "in the recipe to run it")
-
-
-def visible_gpus() -> int:
-    """GPUs this process can use (CUDA_VISIBLE_DEVICES respected)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def default_backend() -> Backend:

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from swiftkit.devices import visible_gpus
 from swiftkit.errors import SwiftkitError
 from swiftkit.plan import Cluster, Plan
 from swiftkit.recipes import Recipe
+from swiftkit.remote_code import remote_code_files
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 LOCAL_ROOTS = ("models", "runs", "output", "outputs", "checkpoints")
@@ -86,15 +88,6 @@ def context_length(config: dict) -> Optional[int]:
     return None
 
 
-def default_gpu_count() -> int:
-    """Visible CUDA devices (honours CUDA_VISIBLE_DEVICES); 0 when torch has no CUDA."""
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def _installed(dist: str) -> bool:
     from swiftkit.versions import installed
 
@@ -148,11 +141,12 @@ def preflight(
             else:
                 add(Check(kind, True, f"{name}: {p.stat().st_size} bytes"))
 
-    if config is not None and config.get("auto_map") and not recipe.trust_remote_code:
+    code_files = remote_code_files(recipe.model) if is_local_model(recipe.model) else []
+    if code_files and not recipe.trust_remote_code:
         add(Check("remote_code", False,
-                  f"{recipe.model}/config.json: auto_map asks to run the model repository's own code, and ms-swift "
+                  f"{code_files[0]}: auto_map asks to run the model repository's own code, and ms-swift "
                   "would run it; set `trust_remote_code: true` in the recipe if you trust it"))
-    elif config is not None and config.get("auto_map"):
+    elif code_files:
         add(Check("remote_code", True, "the model's own code will run (recipe sets trust_remote_code)"))
 
     ctx = context_length(config) if config else None
@@ -167,7 +161,7 @@ def preflight(
     if recipe.launch.device == "cuda":
         count = gpu_count() if callable(gpu_count) else gpu_count
         if count is None:
-            count = default_gpu_count()
+            count = visible_gpus()
         if cluster.nproc_per_node > count:
             add(Check("gpus", False, f"{cluster.nproc_per_node} requested per node, {count} visible"))
         else:

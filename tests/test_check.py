@@ -8,6 +8,7 @@ import pytest
 
 from swiftkit import check, persona
 from swiftkit.cli import main as cli_main
+from swiftkit.errors import SwiftkitError
 from swiftkit.rundir import read_run_info, write_run_info
 from tests.tinyruns import BASE_DEFAULT_SYSTEM, PAIRS, SYSTEM, copy_run, record, trained_run, write_jsonl
 
@@ -165,6 +166,25 @@ def test_stop_label_fails_on_truncation_and_on_missing_answer(run_copy, tmp_path
     assert stop["status"] == "FAIL"
     assert f"{bad}:2: field messages: last turn is not an assistant answer" in stop["detail"]
     assert stop["data"]["checked"] == 2 and stop["data"]["failed"] == 1
+
+
+def test_check_and_infer_refuse_a_checkpoint_that_ships_code(run_copy, capsys):
+    """`check --no-probe` used to run code named in a checkpoint's auto_map (ms-swift loads the tokenizer with
+    trust_remote_code=True); now it stops with one line before anything is loaded, as infer does."""
+    from swiftkit.infer import model_spec_for
+
+    ckpt = next(run_copy.glob("checkpoint-*"))
+    marker = run_copy / "code-ran"
+    (ckpt / "tokenization_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    config = json.loads((ckpt / "tokenizer_config.json").read_text())
+    config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}
+    (ckpt / "tokenizer_config.json").write_text(json.dumps(config))
+    assert cli_main(["check", str(run_copy), "--no-probe"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "auto_map" in err and "tokenizer_config.json" in err
+    with pytest.raises(SwiftkitError, match="auto_map"):
+        model_spec_for(run_copy)
+    assert not marker.exists()
 
 
 def test_not_a_run_directory(tmp_path, capsys):

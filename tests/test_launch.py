@@ -174,6 +174,15 @@ def test_remote_code_model_is_refused_unless_the_recipe_trusts_it(workspace):
     assert "--trust_remote_code" not in trusted.plan.argv  # ms-swift 3.12.6 has no such flag; it would be rejected
 
 
+def test_remote_code_in_the_tokenizer_config_is_refused_too(workspace):
+    """ms-swift loads tokenizers with trust_remote_code=True as well: tokenizer_config.json's auto_map counts."""
+    tok = workspace / "models" / "tiny-qwen2" / "tokenizer_config.json"
+    tok.write_text(json.dumps({"auto_map": {"AutoTokenizer": ["tokenization_x.XTokenizer", None]}}))
+    report = launch.prepare("smoke_tiny").preflight
+    assert [c.name for c in report.failures] == ["remote_code"]
+    assert str(tok) in report.failures[0].message
+
+
 def test_cli_errors_are_one_line(workspace, capsys):
     assert cli_main(["train", "smoke_tiny", "--gpus", "3", "--dry-run"]) == 1
     err = capsys.readouterr().err.strip()

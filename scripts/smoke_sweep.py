@@ -2,10 +2,10 @@
 
 CPU float results differ between CPU types, so one passing smoke proves little: this runs the whole smoke
 (prep, tiny model, training through the launcher, check, infer) once per configuration and prints one row each:
-the final train loss, greedy == trained answers, no-system identity answers == trained, and the verdict.
+the final train loss, greedy == trained answers, no-system identity answers == run-system ones, the verdict.
 Exit 0 only when every run passes.
 
-  python scripts/smoke_sweep.py                          # the default grid (8 runs)
+  python scripts/smoke_sweep.py                          # the default grid (6 runs: 4 seeds, 1/2 threads, 1/2 processes)
   python scripts/smoke_sweep.py --grid 42:2:1 7:1:2      # seed:processes:OMP_NUM_THREADS
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_GRID = ["42:2:1", "42:2:2", "42:1:1", "42:1:2", "1:2:1", "2:2:2", "3:2:1", "7:1:2"]
+DEFAULT_GRID = ["42:2:1", "42:2:2", "1:2:1", "2:2:1", "3:1:1", "42:1:2"]
 
 
 def summary_rows(out: str) -> dict[str, str]:
@@ -42,8 +42,8 @@ def one_run(root: Path, seed: int, nproc: int, threads: int) -> dict[str, str]:
     (root / f"{tag}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     return {"config": tag, "exit": str(proc.returncode), "final loss": rows.get("final train loss", "-"),
             "greedy": rows.get("greedy == trained answer", "-"),
-            "no system": rows.get("no system == trained", "-").split()[0] if rows.get("no system == trained") else "-",
-            "identity": rows.get("check identity", "-").split()[0] if rows.get("check identity") else "-",
+            "no system": (rows.get("no system == run system") or "-").split()[0],
+            "identity": (rows.get("check identity") or "-").split()[0],
             "smoke": rows.get("smoke", "FAIL"), "wall s": f"{time.perf_counter() - start:.0f}"}
 
 

@@ -161,26 +161,27 @@ def smoke(
     results = step("infer", lambda: batch_infer(run_dir, records_file=probe_file, name="smoke", backend="pt",
                                                 generation=GenerationOptions(max_new_tokens=64)))
     verdict = learning_verdict(train_losses(run_dir), answers_from_results(results))
-    persona = persona_verdict(report, info.train_files[0])
+    persona = persona_verdict(report)
     return SmokeResult(Path(run_dir), verdict, bool(report["ok"]), timings, report, persona)
 
 
-def persona_verdict(report: dict, train_file: str | Path) -> tuple[int, int, list[str]]:
-    """(exact, probed, problems): the identity probe's answers with NO system message, rendered by the saved
-    template, must be the trained answers (the persona template at work: without it the model sees the base
-    template's default system, never trained, and answers noise)."""
+def persona_verdict(report: dict) -> tuple[int, int, list[str]]:
+    """(same, probed, problems): through the checkpoint's saved template, every identity prompt asked with NO
+    system message must get exactly the answer it gets with the run's system prompt.
+
+    Greedy decoding of the same token ids gives the same answer, so this holds exactly when the saved template
+    renders a conversation without a system message as the persona one — and fails (noise vs the trained answer)
+    when the template still defaults to the base model's system prompt, whatever the CPU's float arithmetic.
+    """
     identity = next((c for c in report["checks"] if c["name"] == "identity"), {})
-    no_system = (identity.get("data") or {}).get("answers", {}).get("no system", {})
-    trained = {}
-    for line in Path(train_file).read_text(encoding="utf-8").splitlines():
-        messages = json.loads(line)["messages"] if line.strip() else []
-        if len(messages) == 3 and messages[1]["role"] == "user":
-            trained.setdefault(messages[1]["content"], messages[2]["content"])
-    pairs = [(p, trained[p], a) for p, a in no_system.items() if p in trained]
-    problems = [f"no-system probe {p!r}: {a!r} != trained {want!r}" for p, want, a in pairs if a.strip() != want]
+    answers = (identity.get("data") or {}).get("answers", {})
+    persona, bare = answers.get("run system", {}), answers.get("no system", {})
+    pairs = [(p, persona[p], bare[p]) for p in bare if p in persona]
+    problems = [f"no-system probe {p!r}: {got!r} != with the run's system {want!r}" for p, want, got in pairs
+                if got != want]
     if not pairs:
-        problems.append("no identity probe prompt is a trained prompt: nothing to compare (no system)")
-    return len(pairs) - sum(1 for p, want, a in pairs if a.strip() != want), len(pairs), problems
+        problems.append("the identity probe asked nothing both with and without the run's system prompt")
+    return len(pairs) - len(problems), len(pairs), problems
 
 
 def summary(result: SmokeResult) -> str:
@@ -191,7 +192,7 @@ def summary(result: SmokeResult) -> str:
         ("first train loss", f"{v.first_loss:.4f}" if v.first_loss is not None else "-"),
         ("final train loss", f"{v.last_loss:.4f}" if v.last_loss is not None else "-"),
         ("greedy == trained answer", f"{v.exact}/{v.probed}"),
-        ("no system == trained", f"{result.persona[0]}/{result.persona[1]}  (identity prompts, saved template)"),
+        ("no system == run system", f"{result.persona[0]}/{result.persona[1]}  (identity prompts, saved template)"),
     ]
     rows += [(f"check {c['name']}", f"{c['status']}  {c['detail']}") for c in result.check["checks"]]
     rows += [("learning", "PASS" if v.ok else "FAIL"), ("persona", "FAIL" if result.persona[2] else "PASS"),

@@ -48,7 +48,7 @@ def test_smoke_end_to_end(smoke_result, smoke_paths):
     rows = summary_rows(out)
     assert rows["smoke"] == "PASS" and rows["learning"] == "PASS" and rows["persona"] == "PASS", out
     assert rows["greedy == trained answer"] == "3/3"
-    assert rows["no system == trained"].startswith("3/3")
+    assert rows["no system == run system"].startswith("3/3")
     run = Path(smoke_result["run"])
     report = json.loads((run / "check_report.json").read_text())
     assert report["ok"] is True
@@ -119,16 +119,13 @@ def test_learning_assertions_fail_on_the_untrained_model(smoke_paths):
     assert len(answer_problems) == 3
 
 
-def test_persona_verdict_needs_the_trained_answer_without_a_system(tmp_path):
-    train = tmp_path / "train.jsonl"
-    train.write_text(json.dumps({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "你是谁？"},
-                                              {"role": "assistant", "content": "我是沐雪"}]}, ensure_ascii=False) + "\n")
+def test_persona_verdict_needs_the_persona_answer_without_a_system():
+    def report(bare: str) -> dict:
+        return {"checks": [{"name": "identity", "data": {"answers": {
+            "run system": {"你是谁？": "我是沐雪", "你叫什么名字？": "沐雪"},
+            "no system": {"你是谁？": bare, "你叫什么名字？": "沐雪"}}}}]}
 
-    def report(answer: str) -> dict:
-        return {"checks": [{"name": "identity", "data": {"answers": {"no system": {"你是谁？": answer,
-                                                                                    "你叫什么名字？": "x"}}}}]}
-
-    assert smoke.persona_verdict(report("我是沐雪"), train) == (1, 1, [])
-    exact, probed, problems = smoke.persona_verdict(report("沐雪，Qwen呢"), train)
-    assert (exact, probed) == (0, 1) and "no-system probe '你是谁？'" in problems[0]
-    assert smoke.persona_verdict({"checks": []}, train)[2]  # nothing probed is a failure, not a pass
+    assert smoke.persona_verdict(report("我是沐雪")) == (2, 2, [])
+    same, probed, problems = smoke.persona_verdict(report("沐雪，Qwen呢"))  # the unpatched template's noise
+    assert (same, probed) == (1, 2) and "no-system probe '你是谁？'" in problems[0]
+    assert smoke.persona_verdict({"checks": []})[2]  # nothing probed is a failure, not a pass

@@ -21,15 +21,6 @@ from pathlib import Path
 DEFAULT_GRID = ["42:2:1", "42:2:2", "1:2:1", "2:2:1", "3:1:1", "42:1:2"]
 
 
-def summary_rows(out: str) -> dict[str, str]:
-    rows = {}
-    for line in out.splitlines():
-        key, sep, value = line.partition("  ")
-        if sep:
-            rows[key.strip()] = value.strip()
-    return rows
-
-
 def one_run(root: Path, seed: int, nproc: int, threads: int) -> dict[str, str]:
     tag = f"s{seed}-p{nproc}-t{threads}"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -38,7 +29,9 @@ def one_run(root: Path, seed: int, nproc: int, threads: int) -> dict[str, str]:
            "--set", f"seed={seed}", "--set", f"launch.nproc_per_node={nproc}"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    rows = summary_rows(proc.stdout)
+    from swiftkit.smoke import parse_summary
+
+    rows = parse_summary(proc.stdout)
     (root / f"{tag}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     return {"config": tag, "exit": str(proc.returncode), "final loss": rows.get("final train loss", "-"),
             "greedy": rows.get("greedy == trained answer", "-"),

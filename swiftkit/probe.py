@@ -61,5 +61,22 @@ def probe_model_for(run_dir: str | Path, checkpoint: str = "last") -> ProbeModel
     ckpt = resolve_checkpoint(run_dir, checkpoint).resolve()
     if info.train_type == "full":
         return ProbeModel(str(ckpt), str(ckpt), trust_remote_code=info.trust_remote_code)
-    tokenizer = str(ckpt) if has_tokenizer(ckpt) else info.model
-    return ProbeModel(info.model, tokenizer, adapter=str(ckpt), trust_remote_code=info.trust_remote_code)
+    base = local_model_dir(info.model)
+    tokenizer = str(ckpt) if has_tokenizer(ckpt) else base
+    return ProbeModel(base, tokenizer, adapter=str(ckpt), trust_remote_code=info.trust_remote_code)
+
+
+def local_model_dir(model: str) -> str:
+    """A local folder for ``model``: itself, or the hub copy ms-swift downloaded for training (its cache, its hub:
+    ModelScope unless USE_HF=1), so the probe never fetches from a different hub than training did."""
+    if Path(model).is_dir():
+        return model
+    from swift.llm import safe_snapshot_download
+
+    from swiftkit.errors import SwiftkitError
+
+    try:
+        return safe_snapshot_download(model, download_model=True)
+    except Exception as exc:  # network, auth, missing id: one line
+        raise SwiftkitError(f"base model {model}: not local and not downloadable ({type(exc).__name__}: "
+                            f"{str(exc)[:160]})") from exc

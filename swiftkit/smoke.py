@@ -201,6 +201,16 @@ def summary(result: SmokeResult) -> str:
     return "\n".join(f"{k.ljust(width)}  {val}" for k, val in rows)
 
 
+def parse_summary(out: str) -> dict[str, str]:
+    """The summary table printed by :func:`summary`, back into {row: value} (for tests and the sweep script)."""
+    rows = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("  ")
+        if sep:
+            rows[key.strip()] = value.strip()
+    return rows
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swiftkit.smoke", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

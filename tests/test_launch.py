@@ -11,7 +11,6 @@ import pytest
 
 from swiftkit import launch
 from swiftkit.cli import main as cli_main
-from swiftkit.errors import SwiftkitError
 from swiftkit.preflight import PreflightError
 from swiftkit.proc import mask_secrets, run_logged
 

@@ -31,21 +31,12 @@ def smoke_paths(smoke_result) -> dict:
     return {k: Path(smoke_result[k]) for k in ("data_dir", "model_dir", "runs_root")}
 
 
-def summary_rows(out: str) -> dict[str, str]:
-    rows = {}
-    for line in out.splitlines():
-        key, sep, value = line.partition("  ")
-        if sep:
-            rows[key.strip()] = value.strip()
-    return rows
-
-
 @pytest.mark.slow
 def test_smoke_end_to_end(smoke_result, smoke_paths):
     out = smoke_result["out"]
     print(out)
     assert smoke_result["code"] == 0, out
-    rows = summary_rows(out)
+    rows = smoke.parse_summary(out)
     assert rows["smoke"] == "PASS" and rows["learning"] == "PASS" and rows["persona"] == "PASS", out
     assert rows["greedy == trained answer"] == "3/3"
     assert rows["no system == run system"].startswith("3/3")

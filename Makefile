@@ -15,7 +15,7 @@ LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 	-DLLAMA_BUILD_SERVER=OFF
 
-.PHONY: install prep train test smoke bench gpu-smoke clean help
+.PHONY: install prep train test smoke smoke-grpo bench gpu-smoke clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -48,6 +48,9 @@ test: $(STAMP)  ## run the whole test suite
 
 smoke: $(STAMP)  ## end to end on CPU: prep samples, tiny model, train, infer, check
 	$(BIN)/python -m swiftkit.smoke $(ARGS)
+
+smoke-grpo: $(STAMP)  ## GRPO on CPU: prep action + medical samples, tiny model, SFT warm-up, GRPO on 2 processes
+	$(BIN)/python -m swiftkit.smoke_grpo $(ARGS)
 
 bench: $(STAMP)  ## throughput and memory figures (ratios within one run; ARGS=prep|plan|train)
 	$(BIN)/python -m benchmarks.run $(ARGS)

@@ -1,7 +1,7 @@
 """Convert one dataset source into clean ms-swift messages JSONL, and say what happened to every record.
 
   swiftkit prep muice --src path/to/Muice-Dataset --out data/muice
-  swiftkit prep medical_r1 --src r1_data_example.jsonl --out data/medical_r1 --max-length 2048
+  swiftkit prep medical_r1 --src r1_data_example.jsonl --out data/medical_r1 --score-from metrics.quality_f1
   swiftkit prep fortune --src hf://Conard/fortune-telling --out data/fortune
   swiftkit prep query_response --src self_cognition.jsonl --out data/self --model-name 沐雪 Muice --model-author 沐雪工作室 MuiceStudio
 
@@ -9,10 +9,16 @@ SOURCE is one of `swiftkit sources` (muice, fortune, medical_r1, actions, messag
 query_response). --src is a file, a folder (the Muice dataset folder: train.jsonl + Customized/*.jsonl go to
 train, test.jsonl to val) or a hub id (modelscope://owner/name, hf://owner/name; offline this fails with one line).
 
-Writes into --out: train.jsonl, val.jsonl (one {"messages": [system, user, assistant, ...], "score": x} per line),
-rejects.jsonl (file, line, reason, raw for every record not used), manifest.json (counts that reconcile:
-read = train + val + rejected + duplicates, options, sha256 of inputs and outputs, token-length statistics with
-the real Qwen tokenizer) and lengths.png (histogram with the --max-length line).
+Writes into --out: train.jsonl, val.jsonl (one {"messages": [system, user, assistant, ...], "score": x,
+"solution": "..."} per line), rejects.jsonl (file, line, reason, raw for every record not used), manifest.json
+(counts that reconcile: read = train + val + rejected + duplicates, options, the output columns, where the
+score came from, sha256 of inputs and outputs, token-length statistics with the real Qwen tokenizer) and
+lengths.png (histogram with the --max-length line).
+
+solution is the content of the final assistant message, repeated as its own column for GRPO: ms-swift's GRPO
+removes that message before generating and passes the other columns to the reward functions. score is a
+placeholder drawn per record from --score-choices, unless --score-from FIELD names the record's own rating
+(a dotted path into the raw record, e.g. metrics.quality_f1); then a record without a number there is rejected.
 
 The first message is always the source's system prompt (ms-swift lets a data system field beat --system, so it
 is written into the data): --system replaces it; --keep-system keeps the data's own where a record has one.
@@ -48,7 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-ratio", type=float, default=0.1, help="val share when the source has no val file (default 0.1)")
     parser.add_argument("--seed", type=int, default=42, help="seed for split, score and action shuffling (default 42)")
     parser.add_argument("--score-choices", type=_scores, default=[8.0, 8.5, 9.0, 9.5, 10.0],
-                        help="scores drawn per record (default 8,8.5,9,9.5,10)")
+                        help="placeholder scores drawn per record (default 8,8.5,9,9.5,10); unused with --score-from")
+    parser.add_argument("--score-from", metavar="FIELD",
+                        help="take each record's score from this field of the raw record, a dotted path such as "
+                             "metrics.quality_f1 (a number, or text that parses as one, as in CSV); a record without "
+                             "one is rejected. Default: placeholder scores from --score-choices")
     parser.add_argument("--single-turn", action="store_true", help="keep only the first user/assistant exchange")
     parser.add_argument("--max-length", type=int, default=2048, help="token length reported against (default 2048)")
     parser.add_argument("--model-name", nargs=2, metavar=("ZH", "EN"), help="fills {{NAME}} placeholders")
@@ -74,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     get_source(args.source)  # unknown source fails before any work
     options = dict(system=args.system, keep_system=args.keep_system, val_ratio=args.val_ratio, seed=args.seed,
                    score_choices=args.score_choices, single_turn=args.single_turn, max_length=args.max_length,
-                   model_name=args.model_name, model_author=args.model_author)
+                   model_name=args.model_name, model_author=args.model_author, score_from=args.score_from)
     if args.no_progress:
         manifest = prep(args.source, args.src, args.out, **options)
     else:

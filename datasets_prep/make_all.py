@@ -4,7 +4,12 @@
   make prep SRC_DIR=~/downloads DATA_DIR=data     # ~/downloads/muice, ~/downloads/medical_r1, ...
 
 Each subfolder of --src-dir named after a source (muice, fortune, medical_r1, actions) is converted with that
-source's defaults; other options (--seed, --val-ratio, --max-length) apply to all.
+source's defaults; other options (--seed, --val-ratio, --max-length) apply to all. Scores are placeholders
+unless --score-from SOURCE=FIELD names a source's own rating (repeatable), e.g.
+
+  make prep SRC_DIR=~/downloads ARGS="--score-from medical_r1=metrics.quality_f1"
+
+(the bundled medical_r1 samples are not all rated, so the default `make prep` keeps placeholders).
 """
 from __future__ import annotations
 
@@ -25,8 +30,24 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--val-ratio", type=float, default=0.1)
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--sources", nargs="*", help="only these sources (default: every known one present)")
+    parser.add_argument("--score-from", action="append", default=[], metavar="SOURCE=FIELD",
+                        help="take SOURCE's scores from FIELD of each raw record (see `swiftkit prep --help`); "
+                             "repeatable")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
+
+
+def score_fields(pairs: Sequence[str], names: Sequence[str]) -> dict[str, str]:
+    """``SOURCE=FIELD`` pairs as {source: field}; a source that is not converted in this run is an error."""
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, field = pair.partition("=")
+        if not sep or not name or not field:
+            raise SwiftkitError(f"--score-from {pair!r}: expected SOURCE=FIELD, e.g. medical_r1=metrics.quality_f1")
+        if name not in names:
+            raise SwiftkitError(f"--score-from {pair!r}: {name} is not converted in this run ({', '.join(names)})")
+        fields[name] = field
+    return fields
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -45,9 +66,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             get_source(name)
         if not names:
             raise SwiftkitError(f"--src-dir {src_dir}: no subfolder named after a source ({', '.join(MAKE_ALL_SOURCES)})")
+        fields = score_fields(args.score_from, names)
         for name in names:
             out = Path(args.out) / name
-            options = dict(seed=args.seed, val_ratio=args.val_ratio, max_length=args.max_length)
+            options = dict(seed=args.seed, val_ratio=args.val_ratio, max_length=args.max_length,
+                           score_from=fields.get(name))
             if args.no_progress:
                 manifest = prep(name, src_dir / name, out, **options)
             else:

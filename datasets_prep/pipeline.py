@@ -6,6 +6,12 @@ Everything streams: records are written as they are read, and the only per-recor
 digest (for dedupe) and one token count. Split and score come from a keyed BLAKE2b hash of (seed, messages),
 so they are deterministic per record and seed without holding the data, and reruns are byte-identical.
 
+Each output line is ``{"messages":[...],"score":x,"solution":"..."}`` (``COLUMNS``). ``solution`` repeats the final
+assistant message's content: ms-swift's GRPO drops the final assistant message before generating and hands
+reward functions only the other columns, so the reference answer has to be a column of its own. The score is a
+placeholder drawn from ``score_choices`` by the hash, or the record's own rating with ``score_from``. The hash
+covers the messages only, so neither column moves a record between splits or changes what counts as a duplicate.
+
 Output files are written through temp files and renamed at the end; ``manifest.json`` is written last (and a
 stale one removed first), so a manifest beside the data means the run finished.
 """
@@ -23,12 +29,14 @@ from datasets_prep import fastjson, hub
 from datasets_prep.digestset import DigestSet
 from datasets_prep.records import Conversation, Reject
 from datasets_prep.registry import get_source
+from datasets_prep.scorefield import ScoreField
 from datasets_prep.validate import check_messages
 from swiftkit.atomic import atomic_open, sha256_file, write_json
 from swiftkit.errors import SwiftkitError
 
 DEFAULT_SCORES = (8.0, 8.5, 9.0, 9.5, 10.0)
 DEFAULT_MAX_LENGTH = 2048
+COLUMNS = ("messages", "score", "solution")  # the keys of every output line, in order
 PROGRESS_EVERY = 1000
 _PLACEHOLDER = re.compile(r"\{\{(NAME|AUTHOR)\}\}")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -119,13 +127,16 @@ def prep(
     max_length: int = DEFAULT_MAX_LENGTH,
     model_name: Optional[Sequence[str]] = None,
     model_author: Optional[Sequence[str]] = None,
+    score_from: Optional[str] = None,
     token_stats: bool = True,
     histogram: bool = True,
     progress: Optional[Callable[[int], None]] = None,
 ) -> dict[str, Any]:
     """Convert ``src`` (path or hub id) of ``source`` into ``out``; returns the manifest (also written).
 
-    ``progress(n)`` is called with the number of input records read since the last call.
+    ``progress(n)`` is called with the number of input records read since the last call. ``score_from`` is a
+    dotted field path into the raw record (``metrics.quality_f1``) whose number becomes the score; a record
+    without one is rejected. Without it the score is a placeholder drawn from ``score_choices``.
     ``token_stats=False`` skips the tokenizer (benchmarks time it on its own); a real prep keeps it on.
     """
     entry = get_source(source)
@@ -139,6 +150,7 @@ def prep(
             raise SwiftkitError(f"{label}: give two values, ZH and EN")
     if max_length < 1:
         raise SwiftkitError(f"--max-length {max_length}: must be positive")
+    scorer = ScoreField(score_from) if score_from is not None else None
     keep = entry.keep_system if keep_system is None else keep_system
     src_text = os.fspath(src)
     src_path = hub.resolve(src_text)
@@ -185,7 +197,8 @@ def prep(
         n_read = n_train = n_val = n_dup = 0
         lowest_rank = 1 << 64
         lowest_line = b""
-        for item in entry.read(specs, inputs):
+        score_min, score_max = float("inf"), float("-inf")
+        for item in entry.read(specs, inputs, scorer):
             n_read += 1
             if not n_read % PROGRESS_EVERY and progress is not None:
                 progress(PROGRESS_EVERY)
@@ -219,7 +232,18 @@ def prep(
             if not seen_add(tail | 1):
                 n_dup += 1
                 continue
-            line = b'{"messages":' + body + b',"score":' + score_text[tail % n_choices] + b"}\n"
+            if scorer is None:
+                score = score_text[tail % n_choices]
+            else:
+                value = item.score
+                assert value is not None  # set by the reader's shared conversion step whenever scorer is given
+                if value < score_min:
+                    score_min = value
+                if value > score_max:
+                    score_max = value
+                score = dumps(value)
+            solution = dumps(messages[-1]["content"])  # validated: the final message is the assistant's, a string
+            line = b'{"messages":' + body + b',"score":' + score + b',"solution":' + solution + b"}\n"
             rank = int.from_bytes(digest[:8], "big")
             forced = item.split
             if forced == "val" or (forced is None and rank < threshold):
@@ -264,7 +288,11 @@ def prep(
             "single_turn": single_turn, "max_length": max_length,
             "model_name": list(model_name) if model_name else None,
             "model_author": list(model_author) if model_author else None,
+            "score_from": score_from,
         },
+        "columns": list(COLUMNS),
+        "score": ({"source": "placeholder", "choices": choices} if scorer is None else
+                  {"source": "field", "field": score_from, "min": score_min, "max": score_max}),
         "inputs": inputs,
         "val_fallback": moved,
     }

@@ -18,7 +18,9 @@ class Conversation:
     ``system`` is the data's own system prompt (``None`` when the record has none); ``turns`` holds the
     user/assistant messages in order, not yet validated. ``tag`` is ``"zh"``/``"en"`` where the data says
     (ms-swift self-cognition rows), used to pick the placeholder language. ``split`` forces the record into
-    ``"train"`` or ``"val"`` (Muice's test.jsonl) instead of the hash split.
+    ``"train"`` or ``"val"`` (Muice's test.jsonl) instead of the hash split. ``score`` is the record's own rating
+    (``--score-from``), set by the shared conversion step from the raw object, not by the reader; ``None``
+    without it (the pipeline then draws a placeholder).
     """
 
     file: str
@@ -29,6 +31,7 @@ class Conversation:
     tag: Optional[str] = None
     split: Optional[str] = None
     actions: Optional[list[str]] = field(default=None)
+    score: Optional[float] = None
 
 
 @dataclass(slots=True)

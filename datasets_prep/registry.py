@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Optional
 from datasets_prep.readers import actions, generic, muice, reasoning
 from datasets_prep.readers.base import Converter, FileSpec, Item, convert_files, plain_files
 from datasets_prep.records import Conversation
+from datasets_prep.scorefield import ScoreField
 from swiftkit.errors import SwiftkitError
 
 MUICE_SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
@@ -42,8 +43,9 @@ class Source:
     keep_system: bool = False  # generic shapes keep the data's own system prompt by default
     files: Callable[[Path], list[FileSpec]] = plain_files  # which files of --src to read, in order
 
-    def read(self, specs: list[FileSpec], digests: Optional[dict[str, str]] = None) -> Iterator[Item]:
-        return convert_files(specs, self.convert, digests)
+    def read(self, specs: list[FileSpec], digests: Optional[dict[str, str]] = None,
+             score_from: Optional[ScoreField] = None) -> Iterator[Item]:
+        return convert_files(specs, self.convert, digests, score_from)
 
     def default_system(self, conv: Conversation, seed: int) -> str:
         if self.system_builder is not None:

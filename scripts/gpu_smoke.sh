@@ -6,6 +6,7 @@
 #   3. train smoke_tiny on 2 GPUs with DeepSpeed ZeRO-2 through the launcher (torchrun + swiftkit worker)
 #   4. swiftkit check, then swiftkit infer --backend vllm on the val split
 #   5. swiftkit serve (pt backend on loopback, with an API key) and one real chat completion over HTTP
+#   6. the GRPO smoke with vLLM colocate rollouts on the GPUs (SFT warm-up on CPU, then smoke_grpo on cuda)
 #
 # Everything lands under $GPU_SMOKE_DIR (default runs-gpu-smoke/); the figures are printed at the end.
 # Environment: GPUS (default 2), GPU_SMOKE_DIR, SKIP_INSTALL=1 to reuse an installed vLLM.
@@ -70,6 +71,13 @@ with open(f"{run}/serve.log", "w") as log:
     finally:
         server.stop()
 EOF
+
+echo "== GRPO smoke, vLLM colocate on $GPUS GPUs"
+start=$(date +%s)
+"$PY" -m swiftkit.smoke_grpo --data-dir "$OUT/data" --model-dir "$OUT/models/tiny-qwen2" --runs-root "$OUT/runs" \
+  --set launch.device=cuda --set launch.nproc_per_node="$GPUS" \
+  --set grpo.rollout.backend=vllm_colocate --set grpo.rollout.gpu_memory_utilization=0.3
+echo "grpo smoke: $(( $(date +%s) - start ))s"
 
 echo "== figures"
 "$PY" - "$RUN" "$train_s" "$infer_s" <<'EOF'

@@ -23,7 +23,7 @@ ROUTES: dict[str, Route] = {
     "sources": Route("datasets_prep.cli_sources", "list the dataset sources prep knows"),
     "recipes": Route("swiftkit.cmd_recipes", "list the training recipes"),
     "show": Route("swiftkit.cmd_show", "print a recipe, resolved and validated"),
-    "plan": Route("swiftkit.cmd_plan", "print the exact `swift sft` command a recipe becomes"),
+    "plan": Route("swiftkit.cmd_plan", "print the exact `swift sft` / `swift rlhf` command a recipe becomes"),
     "train": Route("swiftkit.cmd_train", "preflight, then run a recipe's training"),
     "doctor": Route("swiftkit.doctor", "report the installed stack and which shims apply"),
     "tiny-model": Route("swiftkit.tiny", "build the tiny random Qwen2 used by the smoke run"),

@@ -1,4 +1,5 @@
-"""Print the exact `swift sft` command a recipe becomes on a given cluster (imports neither torch nor ms-swift).
+"""Print the exact `swift sft` (or, for GRPO, `swift rlhf --rlhf_type grpo`) command a recipe becomes on a given
+cluster (imports neither torch nor ms-swift).
 
 The recipe states a global batch; gradient accumulation is derived from nodes x GPUs x per-device batch, so the
 optimization is the same on 1, 2 or 8 GPUs (a global batch that does not divide is refused).
@@ -9,6 +10,7 @@ examples:
   swiftkit plan muice_full --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500
   swiftkit plan fortune_lora --set lora.qlora=true --set learning_rate=1e-4
   swiftkit plan smoke_tiny --json               # {"env": {...}, "argv": ["swift", "sft", ...]}
+  swiftkit plan actions_grpo --gpus 8           # GRPO from the actions_lora run, vLLM colocate
 
 Local model/data paths and the run directory (the next runs/<recipe>/v<N>) are printed absolute, exactly as
 `swiftkit train` runs them (`train --dry-run --json` prints the same).
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from swiftkit.plan import Plan
+if TYPE_CHECKING:
+    from swiftkit.launch import Planned
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,18 +55,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help='print {"env": {...}, "argv": [...]} instead')
 
 
-def print_plan(p: Plan, *, as_json: bool) -> None:
+def print_plan(planned: "Planned", *, as_json: bool) -> None:
     """The plan as `swiftkit plan` prints it (`train --dry-run` prints the same)."""
+    p, recipe = planned.plan, planned.recipe
     if as_json:
         print(json.dumps(p.to_json(), ensure_ascii=False, indent=2))
         return
-    print(f"# global batch {p.global_batch_size} = {p.world_size} process(es) x per-device "
-          f"{p.per_device_batch_size} x accumulation {p.gradient_accumulation_steps}")
+    unit = "" if recipe.grpo is None else " completions"
+    batch = f"# global batch {p.global_batch_size}{unit} = {p.world_size} process(es) x per-device " \
+            f"{p.per_device_batch_size} x accumulation {p.gradient_accumulation_steps}"
+    if recipe.grpo is not None:
+        g = recipe.grpo.num_generations
+        batch += f" = {p.global_batch_size // g} prompts x {g} generations per step"
+    print(batch)
+    if recipe.init_from:
+        found = planned.init_checkpoint
+        print(f"# starts from {found}" if found else
+              f"# init_from {recipe.init_from}: no checkpoint there yet (train that run first)")
     print(p.shell())
 
 
 def run(args: argparse.Namespace) -> int:
     from swiftkit.launch import plan_run
 
-    print_plan(plan_run(args.recipe, **plan_options(args)).plan, as_json=args.json)
+    print_plan(plan_run(args.recipe, **plan_options(args)), as_json=args.json)
     return 0

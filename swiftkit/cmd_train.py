@@ -39,10 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json and not args.dry_run:
         raise SwiftkitError("--json goes with --dry-run (training prints its progress, not a plan)")
     prep = prepare(args.recipe, **plan_options(args))
-    p = prep.plan
     notes = sys.stderr if args.json else sys.stdout
     print(f"# run directory: {prep.run_dir}", file=notes)
-    print_plan(p, as_json=args.json)
+    print_plan(prep, as_json=args.json)
     print("# preflight:", file=notes)
     for line in prep.preflight.lines():
         print(f"#   {line}", file=notes)

@@ -24,7 +24,7 @@ from swiftkit.plan import Cluster, Plan, plan
 from swiftkit.preflight import PreflightReport, preflight
 from swiftkit.proc import run_logged
 from swiftkit.recipes import Recipe, load_recipe
-from swiftkit.rundir import RunInfo, next_run_dir, resolve_checkpoint, write_run_info
+from swiftkit.rundir import RunInfo, is_adapter, next_run_dir, resolve_checkpoint, resolve_init, write_run_info
 
 LOG_NAME = "train.log"
 TORCHRUN_ENV = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
@@ -40,6 +40,8 @@ class Planned:
     plan: Plan
     run_dir: Path
     resume_checkpoint: Optional[Path]
+    init_checkpoint: Optional[Path]
+    """The checkpoint ``recipe.init_from`` resolved to; None when unset or not found (preflight then says why)."""
 
 
 @dataclass
@@ -87,6 +89,8 @@ def _absolute(recipe: Recipe) -> Recipe:
         "val": [str(Path(f).resolve()) for f in recipe.data.val],
     })
     update["data"] = data
+    if recipe.init_from:
+        update["init_from"] = str(Path(recipe.init_from).expanduser().resolve())
     return recipe.model_copy(update=update)
 
 
@@ -123,16 +127,24 @@ def plan_run(
     else:
         run_dir = next_run_dir(runs_root, rec.name)
     run_dir = run_dir.resolve()
+    init_ckpt: Optional[Path] = None
+    if rec.init_from:
+        try:
+            init_ckpt = resolve_init(rec.init_from).resolve()
+        except SwiftkitError:
+            init_ckpt = None  # planned as written; preflight reports it
     p = plan(rec, cluster, output_dir=str(run_dir), resume_from=str(resume_ckpt.resolve()) if resume_ckpt else None,
-             dialect=_installed_dialect())
-    return Planned(rec, cluster, p, run_dir, resume_ckpt)
+             init_checkpoint=str(init_ckpt) if init_ckpt else None,
+             init_adapter=is_adapter(init_ckpt) if init_ckpt else None, dialect=_installed_dialect())
+    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt)
 
 
 def prepare(recipe: str | Path | Recipe, *, gpu_count: Optional[int] = None, **options: object) -> Prepared:
     """:func:`plan_run` (same ``options``) plus preflight. Starts nothing, writes nothing."""
     planned = plan_run(recipe, **options)  # type: ignore[arg-type]
     report = preflight(planned.recipe, planned.plan, planned.cluster, run_dir=planned.run_dir,
-                       resume_checkpoint=planned.resume_checkpoint, gpu_count=gpu_count)
+                       resume_checkpoint=planned.resume_checkpoint, init_checkpoint=planned.init_checkpoint,
+                       gpu_count=gpu_count)
     return Prepared(**vars(planned), preflight=report)
 
 

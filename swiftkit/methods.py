@@ -1,7 +1,7 @@
 """Training methods: a recipe's ``method`` field picks one row of this table.
 
-A row says which ms-swift command the plan becomes (``swift sft``; GRPO will be ``swift rlhf --rlhf_type grpo``)
-and which ms-swift entry point each training process calls (``sft_main``; ``rlhf_main``), as ms-swift's own
+A row says which ms-swift command the plan becomes (``swift sft``; ``swift rlhf --rlhf_type grpo``) and which
+ms-swift entry point each training process calls (``sft_main``; ``rlhf_main``), as ms-swift's own
 ``swift/cli/main.py`` route table does. Adding a method touches: this table, its recipe section and validation
 (recipes.py), its flags (plan.py: ``method_args``), and its preflight checks (preflight.py); the launcher, worker,
 run directory and CLI take it from here.
@@ -25,6 +25,9 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "sft": Method("sft", ("sft",), "sft_main", "supervised fine-tuning on messages records"),
+    "grpo": Method("grpo", ("rlhf",), "rlhf_main",
+                   "GRPO: sample num_generations completions per prompt, reward them (recipe `grpo.rewards`), "
+                   "push toward the better ones; starts from an SFT run (`init_from`)"),
 }
 DEFAULT_METHOD = "sft"
 

@@ -14,14 +14,21 @@ them from the caller's environment.
 """
 from __future__ import annotations
 
+import json
+import math
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from swiftkit.dialect import SWIFT3, Dialect
 from swiftkit.errors import SwiftkitError
 from swiftkit.methods import DEFAULT_METHOD, get_method
-from swiftkit.recipes import Recipe
+from swiftkit.recipes import GrpoSpec, Recipe
+from swiftkit.rewards import OPTIONS_ENV
+
+REWARD_PLUGIN = str(Path(__file__).resolve().with_name("grpo_plugin.py"))
+"""The file ms-swift imports in every rank (--external_plugins) to register swiftkit's rewards."""
 
 SECRET_ENV = (
     "SWANLAB_API_KEY", "SWANLAB_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MODELSCOPE_API_TOKEN",
@@ -110,12 +117,73 @@ def method_args(recipe: Recipe) -> list[tuple[str, object]]:
     """The flags that belong to the recipe's training method, first in the argument list (none for sft)."""
     if recipe.method == "sft":
         return []
+    if recipe.method == "grpo" and recipe.grpo is not None:
+        return grpo_args(recipe.grpo)
     raise SwiftkitError(f"{recipe.name}: method {recipe.method!r} has no plan branch")
 
 
+def grpo_args(g: GrpoSpec) -> list[tuple[str, object]]:
+    """``--rlhf_type grpo``, the rewards (with swiftkit's plugin when one of its rewards is used), sampling and the
+    rollout backend's flags."""
+    names = [r.name for r in g.rewards]
+    args: list[tuple[str, object]] = [
+        ("rlhf_type", "grpo"),
+        ("reward_funcs", names),
+        ("reward_weights", [r.weight for r in g.rewards]),
+    ]
+    if any(n.startswith("swiftkit_") for n in names):
+        args.append(("external_plugins", REWARD_PLUGIN))
+    args += [
+        ("num_generations", g.num_generations),
+        ("max_completion_length", g.max_completion_length),
+        ("temperature", g.temperature),
+        ("top_p", g.top_p),
+        ("beta", g.beta),
+        ("log_completions", g.log_completions),
+    ]
+    ro = g.rollout
+    if ro.backend == "pt":
+        args.append(("use_vllm", False))
+    elif ro.backend == "vllm_colocate":
+        args += [
+            ("use_vllm", True), ("vllm_mode", "colocate"),
+            ("vllm_gpu_memory_utilization", ro.gpu_memory_utilization),
+            ("vllm_tensor_parallel_size", ro.tensor_parallel_size),
+            ("sleep_level", ro.sleep_level),
+            ("offload_model", ro.offload_model),
+            ("offload_optimizer", ro.offload_optimizer),
+        ]
+    else:
+        args += [("use_vllm", True), ("vllm_mode", "server"), ("vllm_server_host", ro.server_host),
+                 ("vllm_server_port", ro.server_port)]
+    return args
+
+
+def reward_options_env(recipe: Recipe) -> dict[str, str]:
+    """The rewards' options as one JSON environment variable (every rank reads it; empty when none are set)."""
+    if recipe.grpo is None:
+        return {}
+    options = {r.name: r.options for r in recipe.grpo.rewards if r.options}
+    return {OPTIONS_ENV: json.dumps(options, ensure_ascii=False, sort_keys=True)} if options else {}
+
+
+def eval_batch_size(recipe: Recipe, world: int) -> int:
+    """Per-device eval batch. GRPO evaluates whole groups: per-device x processes must be a multiple of
+    num_generations, so it is num_generations / gcd(num_generations, processes); otherwise the train micro-batch."""
+    if recipe.grpo is None:
+        return recipe.per_device_batch_size
+    g = recipe.grpo.num_generations
+    return g // math.gcd(g, world)
+
+
 def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", resume_from: str | None = None,
-         dialect: Dialect = SWIFT3) -> Plan:
-    """Turn a validated recipe into the launch for ``cluster``. Raises SwiftkitError on a batch that does not divide."""
+         init_checkpoint: str | None = None, init_adapter: bool | None = None, dialect: Dialect = SWIFT3) -> Plan:
+    """Turn a validated recipe into the launch for ``cluster``. Raises SwiftkitError on a batch that does not divide.
+
+    ``init_checkpoint`` is the resolved checkpoint of ``recipe.init_from`` and ``init_adapter`` whether it is a LoRA
+    adapter (the launcher looks); without them the recipe's path is planned as written, as an adapter for LoRA
+    recipes and as full weights otherwise. Full weights become ``--model`` (a LoRA recipe then trains a new adapter
+    on them); an adapter is continued (``--adapters``)."""
     cluster.validate()
     world = cluster.world_size
     per_device = recipe.per_device_batch_size
@@ -140,8 +208,11 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         env["MASTER_ADDR"] = str(cluster.master_addr)
     if cluster.master_port is not None:
         env["MASTER_PORT"] = str(cluster.master_port)
+    env.update(reward_options_env(recipe))
 
-    args: list[tuple[str, object]] = [("model", recipe.model)]
+    init = init_checkpoint or recipe.init_from
+    init_is_adapter = (recipe.train_type == "lora") if init_adapter is None else init_adapter
+    args: list[tuple[str, object]] = [("model", init if init and not init_is_adapter else recipe.model)]
     if recipe.model_type:
         args.append(("model_type", recipe.model_type))
     if recipe.template:
@@ -164,6 +235,10 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
                 ("bnb_4bit_use_double_quant", True),
                 ("bnb_4bit_compute_dtype", "bfloat16"),
             ]
+    if init and init_is_adapter:
+        args.append(("adapters", init))
+        if recipe.method == "grpo":  # the reference is the SFT model, not the bare base (ms-swift's GRPO docs)
+            args.append(("ref_adapters", init))
     args += [("dataset", recipe.data.train)]
     if recipe.data.val:
         args.append(("val_dataset", recipe.data.val))
@@ -178,7 +253,7 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         args.append(("num_train_epochs", recipe.num_train_epochs))
     args += [
         ("per_device_train_batch_size", per_device),
-        ("per_device_eval_batch_size", per_device),
+        ("per_device_eval_batch_size", eval_batch_size(recipe, world)),
         ("gradient_accumulation_steps", accum),
         ("learning_rate", recipe.learning_rate),
     ]

@@ -5,6 +5,8 @@
 - every dataset file exists and is non-empty;
 - max_length fits the model's ``max_position_embeddings`` when its config is readable;
 - the GPUs requested are visible (cuda recipes); DeepSpeed / bitsandbytes are installed when the plan uses them;
+- ``init_from`` names a checkpoint the recipe can start from;
+- GRPO (swiftkit.preflight_grpo): batch rules, packages, and every reward run once on a few records;
 - the run goes to a new run directory, unless resuming from an existing checkpoint.
 """
 from __future__ import annotations
@@ -88,6 +90,22 @@ def context_length(config: dict) -> Optional[int]:
     return None
 
 
+def _init_check(recipe: Recipe, init_checkpoint: Optional[Path]) -> Check:
+    """``init_from`` names a checkpoint this recipe can start from."""
+    from swiftkit.rundir import is_adapter, resolve_init
+
+    if init_checkpoint is None:
+        try:
+            init_checkpoint = resolve_init(str(recipe.init_from))
+        except SwiftkitError as exc:
+            return Check("init_from", False, str(exc))
+    if is_adapter(init_checkpoint) and recipe.train_type == "full":
+        return Check("init_from", False, f"{init_checkpoint} is a LoRA adapter: merge it first (swiftkit export "
+                                         "--merge-lora) or set train_type: lora to continue it")
+    kind = "LoRA adapter, continued" if is_adapter(init_checkpoint) else "full weights"
+    return Check("init_from", True, f"{init_checkpoint} ({kind})")
+
+
 def _installed(dist: str) -> bool:
     from swiftkit.versions import installed
 
@@ -101,6 +119,7 @@ def preflight(
     *,
     run_dir: Path,
     resume_checkpoint: Optional[Path] = None,
+    init_checkpoint: Optional[Path] = None,
     gpu_count: Union[int, Callable[[], int], None] = None,
     swift_version: Optional[str] = None,
 ) -> PreflightReport:
@@ -175,6 +194,13 @@ def preflight(
     if recipe.run_train_type == "qlora":
         ok = _installed("bitsandbytes")
         add(Check("qlora", ok, "bitsandbytes installed" if ok else "lora.qlora needs bitsandbytes (and a CUDA GPU)"))
+
+    if recipe.init_from:
+        add(_init_check(recipe, init_checkpoint))
+    if recipe.grpo is not None:
+        from swiftkit.preflight_grpo import grpo_checks
+
+        report.checks += grpo_checks(recipe, plan, cluster)
 
     if resume_checkpoint is not None:
         ok = resume_checkpoint.is_dir()

@@ -89,6 +89,62 @@ class ReportSpec(_Strict):
     swanlab_project: Optional[str] = Field(None, description="SwanLab project name (--swanlab_project).")
 
 
+MS_SWIFT_REWARDS = ("accuracy", "format", "react_format", "cosine", "repetition", "soft_overlong", "toolbench", "math")
+"""ms-swift 3.12's built-in reward names (``swift.plugin.orms``; tests check the list against the installed one).
+They take no options here; swiftkit's own (``swiftkit_*``, swiftkit/rewards.py) fit this project's data."""
+
+
+class RewardSpec(_Strict):
+    """One reward function of a GRPO run and its weight in the summed reward."""
+
+    name: str = Field(description="A swiftkit reward (swiftkit_think, swiftkit_action, swiftkit_reference, "
+                      "swiftkit_repetition, swiftkit_persona) or an ms-swift built-in (format, cosine, ...).")
+    weight: float = Field(1.0, description="Weight in the summed reward (--reward_weights).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The reward's options (swiftkit rewards only; "
+                                    "see `Options` in swiftkit/rewards.py). Passed to every rank as JSON in the "
+                                    "SWIFTKIT_REWARD_OPTIONS environment variable.")
+
+
+class RolloutSpec(_Strict):
+    """How completions are generated during GRPO."""
+
+    backend: Literal["pt", "vllm_colocate", "vllm_server"] = Field(
+        "pt", description="pt: transformers generate in the training processes (CPU, tiny models); vllm_colocate: a "
+        "vLLM engine inside each training process, sharing its GPU; vllm_server: a separate `swift rollout` server.")
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="vllm_colocate: GPU memory share for vLLM "
+                                          "(--vllm_gpu_memory_utilization); the rest is the trainer's.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm_colocate: GPUs per vLLM engine "
+                                      "(--vllm_tensor_parallel_size); must divide the GPUs per node.")
+    sleep_level: Literal[0, 1, 2] = Field(0, description="vllm_colocate: release vLLM memory during the training "
+                                          "step: 0 never, 1 KV cache, 2 KV cache and weights (--sleep_level).")
+    offload_model: bool = Field(False, description="vllm_colocate: move the training model to CPU while vLLM "
+                                "generates (--offload_model).")
+    offload_optimizer: bool = Field(False, description="vllm_colocate: same for the optimizer state "
+                                    "(--offload_optimizer).")
+    server_host: Optional[str] = Field(None, description="vllm_server: the rollout server's address "
+                                       "(--vllm_server_host); required for that backend.")
+    server_port: int = Field(8000, ge=1, le=65535, description="vllm_server: its port (--vllm_server_port).")
+
+
+class GrpoSpec(_Strict):
+    """GRPO settings (only with ``method: grpo``). ``global_batch_size`` then counts completions, not prompts:
+    each step samples global_batch_size / num_generations prompts and num_generations completions of each."""
+
+    num_generations: int = Field(8, ge=2, description="Completions sampled per prompt, the G of GRPO "
+                                 "(--num_generations); the group whose rewards are compared.")
+    max_completion_length: int = Field(512, ge=1, description="Tokens generated per completion at most "
+                                       "(--max_completion_length).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (--temperature); GRPO needs varied "
+                               "completions, so do not go near 0.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling (--top_p).")
+    beta: float = Field(0.04, ge=0, description="KL penalty toward the starting model (--beta); 0 loads no "
+                        "reference model.")
+    rewards: list[RewardSpec] = Field(min_length=1, description="Reward functions, summed with their weights.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    log_completions: bool = Field(True, description="Write every sampled completion with its rewards and "
+                                  "advantage to <run>/completions.jsonl (--log_completions).")
+
+
 class Recipe(_Strict):
     """One way of fine-tuning, in the user's terms."""
 
@@ -98,8 +154,15 @@ class Recipe(_Strict):
     model_type: Optional[str] = Field(None, description="ms-swift --model_type; needed for local folders.")
     template: Optional[str] = Field(None, description="ms-swift --template (chat format).")
     trust_remote_code: bool = Field(False, description="Run the model repository's own Python code. Off unless needed.")
-    method: str = Field(DEFAULT_METHOD, description="Training method: sft (supervised, the default). Each method is "
-                        "one row of swiftkit/methods.py: the ms-swift command it plans to and the entry point it runs.")
+    method: str = Field(DEFAULT_METHOD, description="Training method: sft (supervised, the default) or grpo. Each "
+                        "method is one row of swiftkit/methods.py: the ms-swift command it plans to and the entry "
+                        "point it runs.")
+    init_from: Optional[str] = Field(
+        None, description="Start from an earlier run instead of the bare model: a run directory (runs/actions_lora/v2), "
+        "a recipe's runs folder (runs/actions_lora: its newest version) or a checkpoint folder; its last checkpoint "
+        "is used. Full training starts from the checkpoint's weights (--model); LoRA continues the checkpoint's "
+        "adapter (--adapters), and GRPO also takes it as the reference (--ref_adapters).")
+    grpo: Optional[GrpoSpec] = Field(None, description="GRPO settings; required when method is grpo.")
     train_type: Literal["full", "lora"] = Field(description="full: all weights; lora: adapters (see `lora`).")
     lora: Optional[LoraSpec] = Field(None, description="LoRA settings; required when train_type is lora.")
     persona: bool = Field(False, description="The recipe trains a persona: `swiftkit check` runs the identity probe.")
@@ -152,7 +215,9 @@ class Recipe(_Strict):
 _RESERVED_EXTRA = {
     "model", "model_type", "template", "train_type", "dataset", "val_dataset", "output_dir", "add_version",
     "per_device_train_batch_size", "gradient_accumulation_steps", "deepspeed", "system", "swanlab_token",
-    "hub_token", "resume_from_checkpoint",
+    "hub_token", "resume_from_checkpoint", "adapters", "ref_adapters", "external_plugins", "custom_register_path",
+    "rlhf_type", "reward_funcs", "reward_weights", "num_generations", "max_completion_length", "use_vllm",
+    "vllm_mode", "beta", "log_completions",
 }
 
 
@@ -199,11 +264,17 @@ def _flatten(annotation: Any) -> list[Any]:
     return [a for arg in args for a in _flatten(arg)] if args else [annotation]
 
 
-def cross_field_problems(r: Recipe) -> list[tuple[tuple[str, ...], str]]:
+def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
     """Rules between fields, every one that is broken (field path, message): reported together with line numbers."""
-    out: list[tuple[tuple[str, ...], str]] = []
+    out: list[tuple[tuple[Any, ...], str]] = []
     if r.method not in METHODS:
         out.append((("method",), f"method {r.method!r}: choose one of {', '.join(METHODS)}"))
+    if r.method == "grpo" and r.grpo is None:
+        out.append((("method",), "method grpo needs a `grpo:` section"))
+    if r.grpo is not None and r.method != "grpo":
+        out.append((("grpo",), f"`grpo:` given but method is {r.method}"))
+    if r.grpo is not None:
+        out += _grpo_problems(r, r.grpo)
     if r.train_type == "lora" and r.lora is None:
         out.append((("train_type",), "train_type lora needs a `lora:` section"))
     if r.train_type == "full" and r.lora is not None:
@@ -218,6 +289,40 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[str, ...], str]]:
     for key in r.extra_args:
         if key.startswith("-") or key in _RESERVED_EXTRA:
             out.append((("extra_args", key), "set it through the recipe field, not extra_args"))
+    return out
+
+
+def _grpo_problems(r: Recipe, g: GrpoSpec) -> list[tuple[tuple[Any, ...], str]]:
+    """GRPO rules: the batch counts completions, every reward exists with valid options, the rollout fits."""
+    from swiftkit.rewards import REWARDS, option_problems
+
+    out: list[tuple[tuple[Any, ...], str]] = []
+    if r.global_batch_size % g.num_generations:
+        out.append((("global_batch_size",), f"global_batch_size {r.global_batch_size} counts completions: it must be "
+                                            f"a multiple of grpo.num_generations {g.num_generations}"))
+    seen: set[str] = set()
+    for i, spec in enumerate(g.rewards):
+        where = ("grpo", "rewards", i, "name")
+        if spec.name in seen:
+            out.append((where, f"{spec.name}: listed twice"))
+        seen.add(spec.name)
+        if spec.name in MS_SWIFT_REWARDS:
+            if spec.options:
+                out.append((("grpo", "rewards", i, "options"), f"{spec.name}: ms-swift's built-in rewards take no "
+                                                              "options here"))
+            continue
+        if spec.name not in REWARDS:
+            known = [*REWARDS, *MS_SWIFT_REWARDS]
+            close = difflib.get_close_matches(spec.name, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            out.append((where, f"unknown reward '{spec.name}'{hint}; known: {', '.join(known)}"))
+            continue
+        for problem in option_problems(spec.name, spec.options):
+            out.append((("grpo", "rewards", i, "options"), problem))
+    if g.rollout.backend == "vllm_server" and not g.rollout.server_host:
+        out.append((("grpo", "rollout", "server_host"), "rollout backend vllm_server needs server_host"))
+    if g.rollout.backend != "pt" and r.launch.device == "cpu":
+        out.append((("grpo", "rollout", "backend"), f"{g.rollout.backend} needs CUDA GPUs; use pt on cpu"))
     return out
 
 
@@ -249,7 +354,8 @@ def _format_errors(exc: ValidationError, source: str, text: str) -> list[str]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Return a copy of ``data`` with ``key.sub=value`` overrides applied; values are parsed as YAML scalars."""
+    """Return a copy of ``data`` with ``key.sub=value`` overrides applied (a number picks a list item:
+    ``grpo.rewards.0.weight=2``); values are parsed as YAML."""
     out = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -259,17 +365,35 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise SwiftkitError(f"--set {key}: unreadable value {raw!r} ({exc.problem})") from exc
-        node = out
+        node: Any = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise SwiftkitError(f"--set {key}: '{part}' is not a section")
-            node = child
-        node[parts[-1]] = value
+            node = _child(node, part, key)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(node, last, key)] = value
+        else:
+            node[last] = value
     return out
+
+
+def _index(node: list[Any], part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise SwiftkitError(f"--set {key}: '{part}' is not an index of a list of {len(node)}")
+    return int(part)
+
+
+def _child(node: Any, part: str, key: str) -> Any:
+    """The section (or list item: ``grpo.rewards.0.weight``) ``part`` of ``node``; a missing section is created."""
+    if isinstance(node, list):
+        child = node[_index(node, part, key)]
+    else:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+    if not isinstance(child, (dict, list)):
+        raise SwiftkitError(f"--set {key}: '{part}' is not a section")
+    return child
 
 
 def recipe_dirs() -> list[Path]:
@@ -330,7 +454,8 @@ def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tu
     broken = cross_field_problems(recipe)
     if broken:
         lines = _key_lines(text)
-        raise RecipeError([f"{_located(path, lines, source)}: {'.'.join(path)}: {msg}" for path, msg in broken])
+        raise RecipeError([f"{_located(path, lines, source)}: {'.'.join(map(str, path))}: {msg}"
+                           for path, msg in broken])
     return recipe
 
 

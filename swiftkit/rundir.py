@@ -126,3 +126,23 @@ def next_run_dir(root: str | Path, recipe: str) -> Path:
     base = Path(root) / recipe
     versions = [int(p.name[1:]) for p in base.glob("v*") if p.name[1:].isdigit()] if base.is_dir() else []
     return base / f"v{max(versions, default=0) + 1}"
+
+
+def is_adapter(checkpoint: str | Path) -> bool:
+    """A LoRA adapter checkpoint (adapter_config.json) rather than full weights."""
+    return (Path(checkpoint) / "adapter_config.json").is_file()
+
+
+def resolve_init(target: str | Path) -> Path:
+    """The checkpoint a recipe's ``init_from`` names: a checkpoint folder as it is, a run directory's last
+    checkpoint, or the last checkpoint of the newest ``v<N>`` in a recipe's runs folder."""
+    path = Path(target).expanduser()
+    if (path / RUN_INFO).is_file():
+        return resolve_checkpoint(path, "last")
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        return path
+    versions = sorted((int(p.name[1:]), p) for p in path.glob("v*") if p.name[1:].isdigit() and (p / RUN_INFO).is_file()) \
+        if path.is_dir() else []
+    if versions:
+        return resolve_checkpoint(versions[-1][1], "last")
+    raise SwiftkitError(f"init_from {target}: no run directory or checkpoint there (train the run it names first)")

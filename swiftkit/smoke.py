@@ -100,6 +100,43 @@ def answers_from_results(results_file: str | Path) -> list[tuple[str, str, str]]
 
 # --- the pipeline ----------------------------------------------------------------------------------------------
 
+class StepTimer:
+    """Runs the named steps of a smoke pipeline, announcing each (``on_step``) and timing it (``timings``)."""
+
+    def __init__(self, on_step: Callable[[str], None]) -> None:
+        self.on_step = on_step
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        self.on_step(name)
+        start = time.perf_counter()
+        value = fn()
+        self.timings[name] = time.perf_counter() - start
+        return value
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every smoke pipeline takes: where data, model and runs go, recipe overrides, how much is shown."""
+    parser.add_argument("--data-dir", default="data", help="prep output root (default data)")
+    parser.add_argument("--model-dir", default="models/tiny-qwen2", help="tiny model folder")
+    parser.add_argument("--runs-root", default="runs", help="runs root (default runs)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override (repeatable)")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no training progress line")
+    shown.add_argument("--verbose", action="store_true", help="echo every training output line (all ranks)")
+
+
+def output_callbacks(args: argparse.Namespace, name: str) -> tuple[Any, Callable[[str], None],
+                                                                   Optional[Callable[[str], None]]]:
+    """(progress bar, on_step, on_output) for ``--quiet`` / ``--verbose`` / the default single progress line."""
+    from swiftkit.train_progress import TrainProgress
+
+    progress = TrainProgress(f"{name} train")
+    on_output = None if args.quiet else (lambda line: print(line, flush=True)) if args.verbose else progress
+    return progress, lambda s: (progress.close(), print(f"== {name}: {s}", flush=True)), on_output
+
+
 @dataclass
 class SmokeResult:
     run_dir: Path
@@ -137,15 +174,7 @@ def smoke(
     from swiftkit.atomic import atomic_open
     from swiftkit.tiny import build_tiny_model
 
-    timings: dict[str, float] = {}
-
-    def step(name: str, fn: Callable[[], Any]) -> Any:
-        on_step(name)
-        start = time.perf_counter()
-        value = fn()
-        timings[name] = time.perf_counter() - start
-        return value
-
+    step = StepTimer(on_step)
     step("prep", lambda: prep("muice", samples, Path(data_dir) / "muice"))
     step("tiny-model", lambda: build_tiny_model(model_dir))
     overrides = [f"model={Path(model_dir).resolve()}", f"data.train=[{Path(data_dir).resolve() / 'muice' / 'train.jsonl'}]",
@@ -162,7 +191,7 @@ def smoke(
                                                 generation=GenerationOptions(max_new_tokens=64)))
     verdict = learning_verdict(train_losses(run_dir), answers_from_results(results))
     persona = persona_verdict(report)
-    return SmokeResult(Path(run_dir), verdict, bool(report["ok"]), timings, report, persona)
+    return SmokeResult(Path(run_dir), verdict, bool(report["ok"]), step.timings, report, persona)
 
 
 def persona_verdict(report: dict) -> tuple[int, int, list[str]]:
@@ -215,27 +244,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swiftkit.smoke", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", default="datasets_prep/samples/muice", help="Muice sample folder")
-    parser.add_argument("--data-dir", default="data", help="prep output root (default data)")
-    parser.add_argument("--model-dir", default="models/tiny-qwen2", help="tiny model folder")
-    parser.add_argument("--runs-root", default="runs", help="runs root (default runs)")
     parser.add_argument("--recipe", default="smoke_tiny")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="recipe override (repeatable)")
     parser.add_argument("--probes", type=int, default=3, help="trained prompts to decode (default 3)")
-    shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("--quiet", action="store_true", help="no training progress line")
-    shown.add_argument("--verbose", action="store_true", help="echo every training output line (all ranks)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    from swiftkit.train_progress import TrainProgress
-
-    progress = TrainProgress("smoke train")
-    on_output = None if args.quiet else (lambda line: print(line, flush=True)) if args.verbose else progress
+    progress, on_step, on_output = output_callbacks(args, "smoke")
     try:
         result = smoke(samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir,
                        runs_root=args.runs_root, recipe=args.recipe, overrides=args.overrides, probes=args.probes,
-                       on_step=lambda s: (progress.close(), print(f"== smoke: {s}", flush=True)),
-                       on_output=on_output)
+                       on_step=on_step, on_output=on_output)
     except SwiftkitError as exc:
         progress.close()
         print(f"smoke: error: {exc}", file=sys.stderr)

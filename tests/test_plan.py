@@ -1,5 +1,6 @@
 """Planning: golden plans for every recipe at 1, 2, 8 GPUs and 2 nodes x 8; the global batch is the same in all;
-every planned flag is a field of the installed ms-swift's TrainArguments and its value parses.
+every planned flag is a field of the installed ms-swift's argument class of the recipe's method (TrainArguments for
+sft, RLHFArguments for grpo) and its value parses.
 
 Regenerate the golden files after an intended change with ``UPDATE_GOLDEN=1 pytest tests/test_plan.py``.
 """
@@ -15,7 +16,7 @@ import pytest
 
 from swiftkit.dialect import SWIFT3, SWIFT4, dialect_for
 from swiftkit.errors import SwiftkitError
-from swiftkit.plan import Cluster, plan
+from swiftkit.plan import REWARD_PLUGIN, Cluster, plan
 from swiftkit.recipes import list_recipes, load_recipe
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -40,7 +41,8 @@ def _plans(name: str) -> dict[str, dict]:
     out = {}
     for label, cluster in clusters_for(name).items():
         p = plan(recipe, cluster, output_dir=f"runs/{name}/v1")
-        out[label] = {**p.to_json(), "gradient_accumulation_steps": p.gradient_accumulation_steps}
+        argv = ["<swiftkit>/grpo_plugin.py" if t == REWARD_PLUGIN else t for t in p.argv]  # machine-independent
+        out[label] = {"env": p.env, "argv": argv, "gradient_accumulation_steps": p.gradient_accumulation_steps}
     return out
 
 
@@ -159,31 +161,64 @@ def test_plan_cli_imports_no_torch_and_hides_secrets(tmp_path: Path):
 # ---- every planned flag against ms-swift's own argument classes (imports ms-swift: ~10 s, once) ----
 
 
+ARGUMENT_CLASSES = {"sft": "TrainArguments", "grpo": "RLHFArguments"}
+"""The ms-swift argument class each method's entry point parses (sft_main: TrainArguments; rlhf_main: RLHFArguments)."""
+
+
 @pytest.fixture(scope="module")
-def sft_parser():
+def method_parsers():
+    import dataclasses
+
     from transformers import HfArgumentParser
 
-    from swift.llm.argument import TrainArguments
+    import swift.llm.argument as arguments
 
-    return HfArgumentParser(TrainArguments), {f.name for f in __import__("dataclasses").fields(TrainArguments)}
+    out = {}
+    for method, name in ARGUMENT_CLASSES.items():
+        cls = getattr(arguments, name)
+        out[method] = (HfArgumentParser(cls), {f.name for f in dataclasses.fields(cls)})
+    return out
+
+
+@pytest.fixture(scope="module")
+def sft_parser(method_parsers):
+    return method_parsers["sft"]
+
+
+def test_every_method_has_an_argument_class():
+    from swiftkit.methods import METHODS
+
+    assert set(ARGUMENT_CLASSES) == set(METHODS)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_planned_flag_is_a_train_argument_and_parses(name: str, sft_parser):
-    parser, fields = sft_parser
+def test_every_planned_flag_is_an_argument_of_its_method_and_parses(name: str, method_parsers):
     variants = [load_recipe(name)]
     if load_recipe(name).lora is not None:
         variants.append(load_recipe(name, ["lora.qlora=true"]))
     for recipe in variants:
+        parser, fields = method_parsers[recipe.method]
         for label, cluster in clusters_for(name).items():
-            argv = plan(recipe, cluster, output_dir="/tmp/out", resume_from="/tmp/out/checkpoint-1").argv[2:]
+            p = plan(recipe, cluster, output_dir="/tmp/out", resume_from="/tmp/out/checkpoint-1")
+            argv = p.method_argv
             flags = [t[2:] for t in argv if t.startswith("--")]
-            assert not set(flags) - fields, f"{name}@{label}: not TrainArguments fields: {set(flags) - fields}"
+            cls = ARGUMENT_CLASSES[recipe.method]
+            assert not set(flags) - fields, f"{name}@{label}: not {cls} fields: {set(flags) - fields}"
             namespace, rest = parser.parse_known_args(argv)  # parses values without building model or trainer
             assert rest == [], f"{name}@{label}: unparsed {rest}"
-            assert namespace.model == recipe.model
+            assert namespace.model == (recipe.init_from if recipe.init_from and recipe.train_type == "full"
+                                       else recipe.model)
             assert namespace.gradient_accumulation_steps * namespace.per_device_train_batch_size * \
                 cluster.world_size == recipe.global_batch_size
+            if recipe.grpo is not None:
+                g = recipe.grpo
+                assert namespace.rlhf_type == "grpo" and namespace.num_generations == g.num_generations
+                assert namespace.reward_funcs == [r.name for r in g.rewards]
+                assert namespace.reward_weights == [r.weight for r in g.rewards]
+                assert recipe.global_batch_size % g.num_generations == 0  # ms-swift's generation batch rule
+                if namespace.eval_strategy != "no":
+                    assert namespace.per_device_eval_batch_size * cluster.world_size % g.num_generations == 0
+                assert namespace.external_plugins == [REWARD_PLUGIN]
 
 
 def test_the_flag_check_catches_a_wrong_flag(sft_parser):
@@ -193,3 +228,57 @@ def test_the_flag_check_catches_a_wrong_flag(sft_parser):
     assert rest == ["--max_seq_length", "5"]
     with pytest.raises(SystemExit):  # a value that does not parse fails too
         parser.parse_known_args(["--model", "m", "--max_length", "lots"])
+
+
+# ---- GRPO: the method axis in plans ----
+
+
+def _value(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_grpo_plan_is_swift_rlhf_with_rewards_and_vllm_colocate():
+    p = plan(load_recipe("actions_grpo"), Cluster(8))
+    assert p.argv[:4] == ["swift", "rlhf", "--rlhf_type", "grpo"] and p.method == "grpo"
+    assert p.method_argv[:2] == ["--rlhf_type", "grpo"]  # what the worker hands to rlhf_main
+    i = p.argv.index("--reward_funcs")
+    assert p.argv[i + 1:i + 4] == ["swiftkit_action", "swiftkit_reference", "swiftkit_repetition"]
+    assert _value(p.argv, "--external_plugins") == REWARD_PLUGIN and Path(REWARD_PLUGIN).is_file()
+    for flag, value in [("--use_vllm", "true"), ("--vllm_mode", "colocate"), ("--vllm_gpu_memory_utilization", "0.4"),
+                        ("--sleep_level", "1"), ("--num_generations", "8"), ("--log_completions", "true")]:
+        assert _value(p.argv, flag) == value, flag
+    assert _value(p.argv, "--per_device_eval_batch_size") == "1"  # 1 x 8 processes = one group of 8
+    assert _value(plan(load_recipe("actions_grpo"), Cluster(1)).argv, "--per_device_eval_batch_size") == "8"
+
+
+def test_grpo_rollout_backends():
+    pt = plan(load_recipe("smoke_grpo"), Cluster(2)).argv
+    assert _value(pt, "--use_vllm") == "false" and "--vllm_mode" not in pt
+    server = plan(load_recipe("actions_grpo", ["grpo.rollout.backend=vllm_server",
+                                               "grpo.rollout.server_host=10.0.0.9"]), Cluster(8)).argv
+    assert _value(server, "--vllm_mode") == "server" and _value(server, "--vllm_server_host") == "10.0.0.9"
+    assert _value(server, "--vllm_server_port") == "8000" and "--sleep_level" not in server
+
+
+def test_init_from_adapter_continues_it_and_is_the_reference():
+    lora = plan(load_recipe("actions_grpo"), Cluster(1), init_checkpoint="/r/actions_lora/v1/checkpoint-9",
+                init_adapter=True).argv
+    assert _value(lora, "--model") == "hfl/llama-3-chinese-8b-instruct-v3"
+    assert _value(lora, "--adapters") == _value(lora, "--ref_adapters") == "/r/actions_lora/v1/checkpoint-9"
+    # full weights: the checkpoint is the model (and, for GRPO, the reference ms-swift loads from it)
+    full = plan(load_recipe("medical_r1_grpo"), Cluster(1), init_checkpoint="/r/med/v1/checkpoint-5",
+                init_adapter=False).argv
+    assert _value(full, "--model") == "/r/med/v1/checkpoint-5" and "--adapters" not in full
+    # a LoRA recipe on full SFT weights trains a new adapter on them
+    on_full = plan(load_recipe("actions_grpo"), Cluster(1), init_checkpoint="/r/x/checkpoint-3", init_adapter=False).argv
+    assert _value(on_full, "--model") == "/r/x/checkpoint-3" and "--adapters" not in on_full
+    assert "--adapters" not in plan(load_recipe("actions_lora"), Cluster(1)).argv
+
+
+def test_reward_options_travel_as_one_env_variable():
+    from swiftkit.rewards import OPTIONS_ENV
+
+    assert OPTIONS_ENV not in plan(load_recipe("actions_grpo"), Cluster(1)).env
+    p = plan(load_recipe("actions_grpo", ["grpo.rewards.0.options={unoffered_penalty: 0.8}"]), Cluster(1))
+    assert json.loads(p.env[OPTIONS_ENV]) == {"swiftkit_action": {"unoffered_penalty": 0.8}}
+    assert "unoffered_penalty" not in " ".join(p.argv)

@@ -37,11 +37,14 @@ def test_make_prep_writes_every_source(prepped, source):
     assert (len(train), len(val), len(read_lines(out / "rejects.jsonl"))) == (m["train"], m["val"], m["rejected"])
     assert m["train"] > 0 and m["val"] > 0
     for rec in train + val:
-        assert list(rec) == ["messages", "score"] and rec["score"] in m["options"]["score_choices"]
+        assert list(rec) == ["messages", "score", "solution"] and rec["score"] in m["options"]["score_choices"]
+        assert rec["solution"] == rec["messages"][-1]["content"]
         roles = [x["role"] for x in rec["messages"]]
         assert roles[0] == "system" and roles[-1] == "assistant"
         assert roles[1:] == ["user", "assistant"] * ((len(roles) - 1) // 2)
         assert all(isinstance(x["content"], str) and x["content"].strip() for x in rec["messages"])
+    assert m["columns"] == ["messages", "score", "solution"]
+    assert m["score"] == {"source": "placeholder", "choices": m["options"]["score_choices"]}  # make prep: placeholders
     stats = m["token_lengths"]
     assert stats["records"] == m["train"] + m["val"]
     assert 0 < stats["min"] <= stats["median"] <= stats["p95"] <= stats["max"]
@@ -90,7 +93,8 @@ def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr(type(SOURCES["medical_r1"]), "read", lambda self, specs, digests=None: exploding(specs, digests))
+    monkeypatch.setattr(type(SOURCES["medical_r1"]), "read",
+                        lambda self, specs, digests=None, score_from=None: exploding(specs, digests))
     with pytest.raises(KeyboardInterrupt):
         prep("medical_r1", SAMPLES / "medical_r1", out, token_stats=False, val_ratio=0.5)
     after = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -54,7 +54,8 @@ def test_muice_each_shape(tmp_path, record, expected):
     assert manifest["train"] == 1 and manifest["rejected"] == 0
     assert convo(train) == [[("system", MUICE_SYSTEM)] + expected]
     assert train[0]["score"] in (8.0, 8.5, 9.0, 9.5, 10.0)
-    assert list(train[0]) == ["messages", "score"]
+    assert list(train[0]) == ["messages", "score", "solution"]
+    assert train[0]["solution"] == expected[-1][1]
 
 
 def test_muice_multi_turn_whole_and_single_turn(tmp_path):
@@ -139,7 +140,8 @@ def test_reasoning_schemas_every_format(tmp_path, kind, fmt):
     else:  # question wins over instruction; instruction only fills in where question is absent; think is kept
         expected = [("头痛怎么办？", "<think>\n可能是睡眠不足。\n</think>\n\n多休息。"), ("发烧了怎么办？", "<think>\n低热先观察。\n</think>\n\n多喝水。")]
     assert convo(train) == [[("system", system), ("user", q), ("assistant", a)] for q, a in expected]
-    assert all(set(r) == {"messages", "score"} for r in train)  # no raw columns leak (think, instruction, metrics)
+    assert all(list(r) == ["messages", "score", "solution"] for r in train)  # no raw columns leak (think, instruction, metrics)
+    assert [r["solution"] for r in train] == [a for _, a in expected]  # the whole final answer, <think> included
 
 
 def test_actions_system_lists_actions_shuffled_reproducibly(tmp_path):

@@ -1,6 +1,7 @@
 """ms-swift 3.12.6 reads the prepared data without dropping a row: its own dataset loader, then the qwen2_5
 template's encode with the offline Qwen tokenizer (no model weights: a config.json beside the tokenizer is
-enough for ``get_model_tokenizer(load_model=False)``)."""
+enough for ``get_model_tokenizer(load_model=False)``). Loaded the GRPO way (extra columns kept), the ``score``
+and ``solution`` columns come through as written."""
 from __future__ import annotations
 
 import json
@@ -62,6 +63,14 @@ def test_ms_swift_loads_and_encodes_every_row(tmp_path, template, source):
             assert rec["messages"][1]["content"] not in trained or rec["messages"][1]["content"] in rec["messages"][2]["content"]
             # the manifest's token counts are the template's own lengths
             assert len(ids) == len(tok(render(rec["messages"]), add_special_tokens=False)["input_ids"])
+        # GRPO loads with remove_unused_columns=False: score and solution reach the reward functions as columns,
+        # and rows carrying them still encode (SFT above drops them at load time)
+        grpo, _ = load_dataset([str(path)], split_dataset_ratio=0.0, strict=False, load_from_cache_file=False,
+                               remove_unused_columns=False)
+        assert set(grpo.column_names) >= {"messages", "score", "solution"}
+        assert grpo["solution"] == [r["messages"][-1]["content"] for r in records]
+        assert grpo["score"] == [r["score"] for r in records]
+        assert len(EncodePreprocessor(template)(grpo, num_proc=1, load_from_cache_file=False, strict=True)) == len(records)
     stats = manifest["token_lengths"]
     assert stats["max"] == max(len(tok(render(r["messages"]))["input_ids"]) for s in ("train", "val")
                                for r in map(json.loads, (out / f"{s}.jsonl").read_text(encoding="utf-8").splitlines()))

@@ -8,7 +8,8 @@ import pytest
 from swiftkit.errors import SwiftkitError
 from swiftkit.recipes import RecipeError, find_recipe, list_recipes, load_recipe, parse_recipe
 
-NAMES = ["actions_lora", "fortune_lora", "medical_r1_full", "muice_full", "smoke_tiny"]
+NAMES = ["actions_grpo", "actions_lora", "fortune_lora", "medical_r1_full", "medical_r1_grpo", "muice_full",
+         "smoke_grpo", "smoke_grpo_sft", "smoke_tiny"]
 
 GOOD = """\
 description: test recipe
@@ -31,8 +32,9 @@ def test_registry_lists_every_recipe_and_each_validates():
         assert recipe.name == name
         assert recipe.description and "\n" not in recipe.description
         src = recipe.data.source
-        assert recipe.data.train == [f"data/{src}/train.jsonl"]
-        assert recipe.data.val == [f"data/{src}/val.jsonl"]
+        assert recipe.data.train[0] == f"data/{src}/train.jsonl"  # the GRPO smoke mixes two prep outputs
+        assert all(Path(f).name == "train.jsonl" and Path(f).parts[0] == "data" for f in recipe.data.train)
+        assert recipe.data.val in ([f"data/{src}/val.jsonl"], [])
         assert "system" not in recipe.extra_args
 
 
@@ -149,3 +151,73 @@ def test_show_round_trips():
     r = load_recipe("fortune_lora")
     again = parse_recipe(r.to_yaml(), source="x", name="fortune_lora")
     assert again == r
+
+
+GRPO = GOOD + """\
+method: grpo
+grpo:
+  num_generations: 4
+  rewards:
+    - name: swiftkit_think
+    - name: swiftkit_reference
+      weight: 0.5
+      options: {score_max: 1.0}
+"""
+
+
+def test_grpo_recipe_validates():
+    r = parse_recipe(GRPO, source="r.yaml", name="r")
+    assert r.method == "grpo" and r.grpo is not None and r.grpo.num_generations == 4
+    assert [(x.name, x.weight) for x in r.grpo.rewards] == [("swiftkit_think", 1.0), ("swiftkit_reference", 0.5)]
+    assert r.grpo.rollout.backend == "pt"
+
+
+def test_every_broken_grpo_rule_is_reported_at_once_with_its_line():
+    text = (GRPO.replace("num_generations: 4", "num_generations: 3")
+            .replace("swiftkit_think", "swiftkit_thnk")
+            .replace("{score_max: 1.0}", "{score_max: 1.0, scale: 2}")
+            + "  rollout:\n    backend: vllm_server\nlaunch:\n  device: cpu\n")
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, source="r.yaml", name="r")
+    problems = err.value.problems
+    lines = text.splitlines()
+    expect = [
+        ("global_batch_size", "global_batch_size 16 counts completions: it must be a multiple of grpo.num_generations 3"),
+        ("grpo.rewards.0.name", "unknown reward 'swiftkit_thnk' (did you mean 'swiftkit_think'?)"),
+        ("grpo.rewards.1.options", "scale"),
+        ("grpo.rollout.server_host", "rollout backend vllm_server needs server_host"),
+        ("grpo.rollout.backend", "vllm_server needs CUDA GPUs; use pt on cpu"),
+    ]
+    assert len(problems) == len(expect), problems
+    for (field, message), problem in zip(expect, problems):
+        where, got_field, rest = problem.split(": ", 2)
+        assert got_field == field and message in rest, problem
+        assert where.startswith("r.yaml:") and int(where.split(":")[1]) <= len(lines), problem
+
+
+def test_method_and_grpo_section_go_together():
+    with pytest.raises(RecipeError, match="method grpo needs a `grpo:` section"):
+        parse_recipe(GOOD + "method: grpo\n", source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="`grpo:` given but method is sft"):
+        parse_recipe(GRPO.replace("method: grpo", "method: sft"), source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="method 'dpo': choose one of sft, grpo"):
+        parse_recipe(GOOD + "method: dpo\n", source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match=r"grpo.num_generations: Input should be greater than or equal to 2"):
+        parse_recipe(GRPO.replace("num_generations: 4", "num_generations: 1"), source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="format: ms-swift's built-in rewards take no options here"):
+        parse_recipe(GRPO.replace("swiftkit_think", "format\n      options: {x: 1}"), source="r.yaml", name="r")
+
+
+def test_list_items_can_be_overridden():
+    r = load_recipe("actions_grpo", ["grpo.rewards.1.weight=2", "grpo.rewards.0.options={unoffered_penalty: 0.9}"])
+    assert r.grpo.rewards[1].weight == 2.0 and r.grpo.rewards[0].options == {"unoffered_penalty": 0.9}
+    with pytest.raises(SwiftkitError, match="'7' is not an index of a list of 3"):
+        load_recipe("actions_grpo", ["grpo.rewards.7.weight=2"])
+
+
+def test_ms_swift_builtin_reward_names_are_the_installed_ones():
+    from swift.plugin import orms
+
+    from swiftkit.recipes import MS_SWIFT_REWARDS
+
+    assert set(MS_SWIFT_REWARDS) == {k for k in orms if not k.startswith("swiftkit_")}

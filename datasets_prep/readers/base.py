@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 from datasets_prep.records import Conversation, FieldError, Reject
+from datasets_prep.scorefield import ScoreField
 from datasets_prep.sourcefiles import iter_file, list_data_files
 
 # A converter maps one parsed record (a dict) to Conversation keyword arguments:
@@ -15,10 +16,12 @@ FileSpec = tuple[Path, str, Optional[str]]  # (path, label written into rejects,
 
 
 def convert_files(files: Iterable[tuple[Path, str, Optional[str]]], converter: Converter,
-                  digests: Optional[dict[str, str]] = None) -> Iterator[Item]:
+                  digests: Optional[dict[str, str]] = None, score_from: Optional[ScoreField] = None) -> Iterator[Item]:
     """``files`` is (path, label written into rejects, forced split or None), read in that order.
 
-    With ``digests``, each file's sha256 is stored there under its label as it is read.
+    With ``digests``, each file's sha256 is stored there under its label as it is read. With ``score_from``,
+    each record's ``score`` is taken from its raw object here (once the converter accepted it), so no reader
+    needs to know; a record without a usable score is a Reject naming the field.
     """
     for path, label, split in files:
         for item in iter_file(path, label, digests):
@@ -31,11 +34,12 @@ def convert_files(files: Iterable[tuple[Path, str, Optional[str]]], converter: C
                 continue
             try:
                 fields = converter(obj)
+                score = None if score_from is None else score_from.take(obj)
             except FieldError as exc:
                 yield Reject(label, line, str(exc), raw)
                 continue
             yield Conversation(label, line, raw, fields["system"], fields["turns"], fields.get("tag"), split,
-                               fields.get("actions"))
+                               fields.get("actions"), score)
 
 
 def plain_files(src: Path) -> list[tuple[Path, str, Optional[str]]]:

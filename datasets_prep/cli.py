@@ -24,6 +24,13 @@ The first message is always the source's system prompt (ms-swift lets a data sys
 is written into the data): --system replaces it; --keep-system keeps the data's own where a record has one.
 Defaults: --val-ratio 0.1 (when the source has no val file), --seed 42, --score-choices 8,8.5,9,9.5,10,
 --max-length 2048. Same inputs and seed give byte-identical outputs.
+
+--out may not overlap --src (the same folder, or one inside the other): refused, as the outputs would replace
+or be read as the source. One prep at a time writes into an --out (a lock, OUT/.prep.lock): a second fails at
+once naming the first's pid. The outputs appear together when the run finishes; an error, Ctrl-C or SIGTERM
+(exit 130/143) leaves the previous data files as they were (without their manifest) and no temp files. A record
+that cannot be parsed (invalid JSON, nested too deep, not valid Unicode) is a reject; a file or folder under --src
+that cannot be read, or that is neither a file nor a folder (a FIFO), is an error naming it.
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ from swiftkit.errors import SwiftkitError
 
 
 def _scores(text: str) -> list[float]:
+    """Numbers only; ``prep`` refuses those the output cannot hold (nan, inf) with one line."""
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -77,6 +85,10 @@ def summary_line(manifest: dict[str, Any], out: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from datasets_prep.interrupt import Interrupted, stop_on_signals
+    from datasets_prep.oserrors import shown
     from datasets_prep.pipeline import prep
     from datasets_prep.progress import record_bar
     from datasets_prep.registry import get_source
@@ -85,14 +97,20 @@ def run(args: argparse.Namespace) -> int:
     options = dict(system=args.system, keep_system=args.keep_system, val_ratio=args.val_ratio, seed=args.seed,
                    score_choices=args.score_choices, single_turn=args.single_turn, max_length=args.max_length,
                    model_name=args.model_name, model_author=args.model_author, score_from=args.score_from)
-    if args.no_progress:
-        manifest = prep(args.source, args.src, args.out, **options)
-    else:
-        with record_bar(f"prep {args.source}") as update:
-            manifest = prep(args.source, args.src, args.out, progress=update, **options)
-    print(summary_line(manifest, args.out))
+    out = shown(args.out)
+    try:
+        with stop_on_signals():  # SIGINT/SIGTERM unwind like an error: temp files removed, lock released
+            if args.no_progress:
+                manifest = prep(args.source, args.src, args.out, **options)
+            else:
+                with record_bar(f"prep {args.source}") as update:
+                    manifest = prep(args.source, args.src, args.out, progress=update, **options)
+    except Interrupted as stop:
+        print(f"swiftkit prep: {stop}; no partial output left in {out}", file=sys.stderr)
+        return stop.exit_code
+    print(summary_line(manifest, out))
     if manifest["rejected"]:
-        print(f"  {manifest['rejected']} rejected record(s): see {args.out}/rejects.jsonl")
+        print(f"  {manifest['rejected']} rejected record(s): see {out}/rejects.jsonl")
     return 0
 
 

@@ -16,6 +16,7 @@ BACKEND = "orjson" if _orjson is not None else "json"
 
 if _orjson is not None:
     DecodeError: type[Exception] = _orjson.JSONDecodeError
+    EncodeError: type[Exception] = _orjson.JSONEncodeError  # text that is not valid Unicode (a lone surrogate)
     loads = _orjson.loads
 
     def dumps(obj: Any) -> bytes:
@@ -23,11 +24,17 @@ if _orjson is not None:
 else:  # pragma: no cover
     DecodeError = json.JSONDecodeError
 
+    class EncodeError(ValueError):  # type: ignore[no-redef]
+        """``obj`` cannot be written as UTF-8 JSON (as orjson's JSONEncodeError)."""
+
     def loads(data: bytes | str) -> Any:
         return json.loads(data)
 
     def dumps(obj: Any) -> bytes:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError) as exc:
+            raise EncodeError(str(exc)) from None
 
 
 def explain(data: bytes) -> str:
@@ -40,6 +47,8 @@ def explain(data: bytes) -> str:
         json.loads(text)
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg} at column {exc.colno}"
+    except RecursionError:  # nested deeper than the standard library parses: the fast parser says where
+        pass
     try:
         loads(data)
     except DecodeError as exc:

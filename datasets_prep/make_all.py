@@ -51,36 +51,47 @@ def score_fields(pairs: Sequence[str], names: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from datasets_prep.interrupt import Interrupted, stop_on_signals
+    from datasets_prep.oserrors import shown
+
     args = parse_args(argv)
     try:
-        from datasets_prep.cli import summary_line
-        from datasets_prep.pipeline import prep
-        from datasets_prep.progress import record_bar
-        from datasets_prep.registry import MAKE_ALL_SOURCES, get_source
-
-        src_dir = Path(args.src_dir)
-        if not src_dir.is_dir():
-            raise SwiftkitError(f"--src-dir {src_dir}: no such folder")
-        names = args.sources or [n for n in MAKE_ALL_SOURCES if (src_dir / n).exists()]
-        for name in names:
-            get_source(name)
-        if not names:
-            raise SwiftkitError(f"--src-dir {src_dir}: no subfolder named after a source ({', '.join(MAKE_ALL_SOURCES)})")
-        fields = score_fields(args.score_from, names)
-        for name in names:
-            out = Path(args.out) / name
-            options = dict(seed=args.seed, val_ratio=args.val_ratio, max_length=args.max_length,
-                           score_from=fields.get(name))
-            if args.no_progress:
-                manifest = prep(name, src_dir / name, out, **options)
-            else:
-                with record_bar(f"prep {name}") as update:
-                    manifest = prep(name, src_dir / name, out, progress=update, **options)
-            print(summary_line(manifest, str(out)), flush=True)
+        with stop_on_signals():  # SIGINT/SIGTERM unwind like an error: temp files removed, locks released
+            _make_all(args)
     except SwiftkitError as exc:
         print(f"make prep: error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        print(f"make prep: {stop}; no partial output left in {shown(args.out)}", file=sys.stderr)
+        return stop.exit_code
     return 0
+
+
+def _make_all(args: argparse.Namespace) -> None:
+    from datasets_prep.cli import summary_line
+    from datasets_prep.pipeline import prep
+    from datasets_prep.progress import record_bar
+    from datasets_prep.registry import MAKE_ALL_SOURCES, get_source
+
+    src_dir = Path(args.src_dir)
+    if not src_dir.is_dir():
+        raise SwiftkitError(f"--src-dir {src_dir}: no such folder")
+    names = args.sources or [n for n in MAKE_ALL_SOURCES if (src_dir / n).exists()]
+    for name in names:
+        get_source(name)
+    if not names:
+        raise SwiftkitError(f"--src-dir {src_dir}: no subfolder named after a source ({', '.join(MAKE_ALL_SOURCES)})")
+    fields = score_fields(args.score_from, names)
+    for name in names:
+        out = Path(args.out) / name
+        options = dict(seed=args.seed, val_ratio=args.val_ratio, max_length=args.max_length,
+                       score_from=fields.get(name))
+        if args.no_progress:
+            manifest = prep(name, src_dir / name, out, **options)
+        else:
+            with record_bar(f"prep {name}") as update:
+                manifest = prep(name, src_dir / name, out, progress=update, **options)
+        print(summary_line(manifest, str(out)), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,26 +12,30 @@ reward functions only the other columns, so the reference answer has to be a col
 placeholder drawn from ``score_choices`` by the hash, or the record's own rating with ``score_from``. The hash
 covers the messages only, so neither column moves a record between splits or changes what counts as a duplicate.
 
-Output files are written through temp files and renamed at the end; ``manifest.json`` is written last (and a
-stale one removed first), so a manifest beside the data means the run finished.
+``--out`` is handled by ``outdir.OutputDir``: refused where it overlaps ``--src``, locked against a second prep,
+every output written to a temp file and all renamed together at the end, ``manifest.json`` last (a stale one is
+removed first), so a manifest beside the data means the run finished. A record that cannot be parsed or written
+(nested too deep, not valid Unicode) is a reject like any other; an OS error is one line naming the path.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from datasets_prep import fastjson, hub
 from datasets_prep.digestset import DigestSet
+from datasets_prep.oserrors import os_failure, shown
+from datasets_prep.outdir import OutputDir, check_apart
 from datasets_prep.records import Conversation, Reject
 from datasets_prep.registry import get_source
 from datasets_prep.scorefield import ScoreField
 from datasets_prep.validate import check_messages
-from swiftkit.atomic import atomic_open, sha256_file, write_json
+from swiftkit.atomic import json_text
 from swiftkit.errors import SwiftkitError
 
 DEFAULT_SCORES = (8.0, 8.5, 9.0, 9.5, 10.0)
@@ -83,34 +87,58 @@ def _unfilled(messages: list[dict[str, Any]]) -> Optional[str]:
 
 
 class _Sink:
-    """Buffered lines into an open binary file, hashed (sha256) as they are written."""
+    """Buffered lines into an open binary file (the temp file of ``path``), hashed (sha256) as they are written."""
 
-    __slots__ = ("fh", "buf", "sha")
+    __slots__ = ("fh", "path", "buf", "sha")
 
-    def __init__(self, fh: Any) -> None:
-        self.fh, self.buf, self.sha = fh, [], hashlib.sha256()
+    def __init__(self, fh: Any, path: Path) -> None:
+        self.fh, self.path, self.buf, self.sha = fh, path, [], hashlib.sha256()
 
     def flush(self) -> None:
         if self.buf:
             data = b"".join(self.buf)
-            self.fh.write(data)
+            try:
+                self.fh.write(data)
+            except OSError as exc:  # a full disk, a quota, an I/O error: one line naming the output
+                raise os_failure(self.path, "write", exc) from None
             self.sha.update(data)
             self.buf.clear()
 
 
-def _move_to_val(train_fh: Any, val_fh: Any, line: bytes) -> None:
+def _move_to_val(train: _Sink, val: _Sink, line: bytes) -> None:
     """Small sets can draw no val record at all; then the train record with the lowest split hash moves to val.
 
     Still deterministic per seed. Only reached when val came out empty, i.e. for small inputs, so reading the
     temp train file back is cheap.
     """
-    train_fh.flush()
-    train_fh.seek(0)
-    kept = [row for row in train_fh.read().splitlines(keepends=True) if row != line]
-    train_fh.seek(0)
-    train_fh.truncate()
-    train_fh.writelines(kept)
-    val_fh.write(line)
+    train_fh = train.fh
+    try:
+        train_fh.flush()
+        train_fh.seek(0)
+        kept = [row for row in train_fh.read().splitlines(keepends=True) if row != line]
+        train_fh.seek(0)
+        train_fh.truncate()
+        train_fh.writelines(kept)
+        train_fh.seek(0)
+        train.sha = hashlib.sha256(train_fh.read())
+    except OSError as exc:
+        raise os_failure(train.path, "write", exc) from None
+    val.buf.append(line)
+    val.flush()
+
+
+def _check_options(choices: list[float], texts: dict[str, Optional[Sequence[str]]]) -> None:
+    """Values the outputs could not hold: a score that is not finite (JSON has no NaN), text that is not Unicode."""
+    bad = [c for c in choices if not math.isfinite(c)]
+    if bad:
+        raise SwiftkitError(f"--score-choices {','.join(map(str, choices))}: {bad[0]} is not a finite number")
+    for label, values in texts.items():
+        for value in values or ():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SwiftkitError(f"{label} {shown(value)!r}: not valid text (undecodable bytes or a lone "
+                                    "surrogate)") from None
 
 
 def prep(
@@ -148,6 +176,8 @@ def prep(
     for label, pair in (("--model-name", model_name), ("--model-author", model_author)):
         if pair is not None and len(pair) != 2:
             raise SwiftkitError(f"{label}: give two values, ZH and EN")
+    _check_options(choices, {"--system": None if system is None else [system], "--model-name": model_name,
+                             "--model-author": model_author})
     if max_length < 1:
         raise SwiftkitError(f"--max-length {max_length}: must be positive")
     scorer = ScoreField(score_from) if score_from is not None else None
@@ -156,20 +186,13 @@ def prep(
     src_path = hub.resolve(src_text)
     specs = entry.files(src_path)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").unlink(missing_ok=True)  # a stale manifest must never describe new data
-
-    counter = None
-    if token_stats:
-        from datasets_prep.stats import LengthCounter, qwen_batch_encoder
-
-        counter = LengthCounter(qwen_batch_encoder())
+    check_apart(src_text, src_path, [path for path, _, _ in specs], out_dir)
 
     key = str(seed).encode()[:64]
     threshold = int(val_ratio * 2**64)
     n_choices = len(choices)
     score_text = [json.dumps(c).encode() for c in choices]
-    dumps = fastjson.dumps
+    dumps, encode_error = fastjson.dumps, fastjson.EncodeError
     seeded = hashlib.blake2b(digest_size=16, key=key)  # copied per record: cheaper than keying each hash
     seen_add = DigestSet().add
     counts = {"read": 0, "train": 0, "val": 0, "rejected": 0, "duplicates": 0}
@@ -177,10 +200,15 @@ def prep(
     first_reject: Optional[Reject] = None
     moved = False
 
-    with ExitStack() as stack:
-        train_fh = stack.enter_context(atomic_open(out_dir / "train.jsonl", "w+b"))
-        train, val, rejects = _Sink(train_fh), _Sink(stack.enter_context(atomic_open(out_dir / "val.jsonl", "wb"))), \
-            _Sink(stack.enter_context(atomic_open(out_dir / "rejects.jsonl", "wb")))
+    with OutputDir(out_dir) as outputs:  # locked from here; every file written below appears only at commit()
+        counter = None
+        if token_stats:
+            from datasets_prep.stats import LengthCounter, qwen_batch_encoder
+
+            counter = LengthCounter(qwen_batch_encoder())
+        train = _Sink(outputs.open("train.jsonl", "w+b"), out_dir / "train.jsonl")
+        val = _Sink(outputs.open("val.jsonl"), out_dir / "val.jsonl")
+        rejects = _Sink(outputs.open("rejects.jsonl"), out_dir / "rejects.jsonl")
 
         def reject(item: Reject) -> None:
             nonlocal first_reject
@@ -221,7 +249,11 @@ def prep(
             if reason is not None:
                 reject(Reject(item.file, item.line, reason, item.raw))
                 continue
-            body = dumps(messages)
+            try:
+                body = dumps(messages)
+            except encode_error as exc:  # text that is not valid Unicode (a lone surrogate): this record only
+                reject(Reject(item.file, item.line, f"cannot be written as JSON: {exc}", item.raw))
+                continue
             if b"{{" in body and (reason := _unfilled(messages)) is not None:
                 reject(Reject(item.file, item.line, reason, item.raw))
                 continue
@@ -266,49 +298,49 @@ def prep(
         if progress is not None and n_read % PROGRESS_EVERY:
             progress(n_read % PROGRESS_EVERY)
         if val_ratio > 0 and n_val == 0 and n_train >= 2 and lowest_line:
-            _move_to_val(train_fh, val.fh, lowest_line)
+            _move_to_val(train, val, lowest_line)
             counts["train"] -= 1
             counts["val"] += 1
             moved = True
-            train_fh.seek(0)
-            train.sha = hashlib.sha256(train_fh.read())
-            val.sha.update(lowest_line)
         if counts["train"] + counts["val"] == 0:
             where = f"; first reject {first_reject.file}:{first_reject.line}: {first_reject.reason}" if first_reject else ""
-            raise SwiftkitError(f"{src_text}: no valid record ({counts['read']} read, {counts['rejected']} rejected, "
-                                f"{counts['duplicates']} duplicates){where}")
+            raise SwiftkitError(f"{shown(src_text)}: no valid record ({counts['read']} read, {counts['rejected']} "
+                                f"rejected, {counts['duplicates']} duplicates){where}")
 
-    inputs = {label: inputs[label] for _, label, _ in specs}  # in reading order
-    manifest: dict[str, Any] = {
-        "source": source,
-        "src": src_text,
-        **counts,
-        "options": {
-            "system": system, "keep_system": keep, "val_ratio": val_ratio, "seed": seed, "score_choices": choices,
-            "single_turn": single_turn, "max_length": max_length,
-            "model_name": list(model_name) if model_name else None,
-            "model_author": list(model_author) if model_author else None,
-            "score_from": score_from,
-        },
-        "columns": list(COLUMNS),
-        "score": ({"source": "placeholder", "choices": choices} if scorer is None else
-                  {"source": "field", "field": score_from, "min": score_min, "max": score_max}),
-        "inputs": inputs,
-        "val_fallback": moved,
-    }
-    if counter is not None:
-        from datasets_prep.stats import summarize, write_histogram
+        inputs = {label: inputs[label] for _, label, _ in specs}  # in reading order
+        manifest: dict[str, Any] = {
+            "source": source,
+            "src": shown(src_text),
+            **counts,
+            "options": {
+                "system": system, "keep_system": keep, "val_ratio": val_ratio, "seed": seed, "score_choices": choices,
+                "single_turn": single_turn, "max_length": max_length,
+                "model_name": list(model_name) if model_name else None,
+                "model_author": list(model_author) if model_author else None,
+                "score_from": score_from,
+            },
+            "columns": list(COLUMNS),
+            "score": ({"source": "placeholder", "choices": choices} if scorer is None else
+                      {"source": "field", "field": score_from, "min": score_min, "max": score_max}),
+            "inputs": inputs,
+            "val_fallback": moved,
+        }
+        manifest["outputs"] = {"train.jsonl": train.sha.hexdigest(), "val.jsonl": val.sha.hexdigest(),
+                               "rejects.jsonl": rejects.sha.hexdigest()}
+        if counter is not None:
+            from datasets_prep.stats import summarize, write_histogram
 
-        counter.flush()
-        manifest["token_lengths"] = summarize(counter.lengths, max_length)
-        if histogram:
-            write_histogram(out_dir / "lengths.png", counter.lengths, max_length,
-                            f"{source}: {len(counter.lengths)} records, {manifest['token_lengths']['over_max_length']} over {max_length}")
-    names = ["train.jsonl", "val.jsonl", "rejects.jsonl"] + (["lengths.png"] if counter is not None and histogram else [])
-    manifest["outputs"] = {"train.jsonl": train.sha.hexdigest(), "val.jsonl": val.sha.hexdigest(),
-                           "rejects.jsonl": rejects.sha.hexdigest()}
-    if "lengths.png" in names:
-        manifest["outputs"]["lengths.png"] = sha256_file(out_dir / "lengths.png")
-    assert counts["read"] == counts["train"] + counts["val"] + counts["rejected"] + counts["duplicates"]
-    write_json(out_dir / "manifest.json", manifest)
+            counter.flush()
+            manifest["token_lengths"] = summarize(counter.lengths, max_length)
+            if histogram:
+                def keep_png(path: Path, data: bytes) -> None:
+                    outputs.write(path.name, data)
+                    manifest["outputs"][path.name] = hashlib.sha256(data).hexdigest()
+
+                write_histogram(out_dir / "lengths.png", counter.lengths, max_length,
+                                f"{source}: {len(counter.lengths)} records, "
+                                f"{manifest['token_lengths']['over_max_length']} over {max_length}", writer=keep_png)
+        assert counts["read"] == counts["train"] + counts["val"] + counts["rejected"] + counts["duplicates"]
+        outputs.write("manifest.json", json_text(manifest).encode("utf-8"))
+        outputs.commit()
     return manifest

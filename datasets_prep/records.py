@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from datasets_prep.oserrors import shown
+
 Message = dict[str, Any]  # {"role": ..., "content": ...}; content is checked later by validate.py
 
 
@@ -44,8 +46,9 @@ class Reject:
     raw: Union[str, bytes]
 
     def as_json(self) -> dict[str, Any]:
-        raw = self.raw.rstrip(b"\r\n").decode("utf-8", "replace") if isinstance(self.raw, bytes) else self.raw
-        return {"file": self.file, "line": self.line, "reason": self.reason, "raw": raw}
+        """The rejects.jsonl row; every text valid Unicode, so that the row itself can always be written."""
+        raw = self.raw.rstrip(b"\r\n").decode("utf-8", "replace") if isinstance(self.raw, bytes) else shown(self.raw)
+        return {"file": shown(self.file), "line": self.line, "reason": shown(self.reason), "raw": raw}
 
 
 class FieldError(ValueError):

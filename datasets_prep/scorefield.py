@@ -42,7 +42,7 @@ def _lookup(value: Any, parts: list[str]) -> Any:
         if isinstance(value, str) and value.lstrip().startswith("{"):
             try:  # a nested object stored as JSON text in a CSV/Parquet cell; only this one small cell is parsed
                 value = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return _MISSING
         if not isinstance(value, dict):
             return _MISSING

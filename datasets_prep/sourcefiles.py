@@ -14,10 +14,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from datasets_prep import fastjson
+from datasets_prep.oserrors import os_failure, shown
 from datasets_prep.records import Reject
 from swiftkit.atomic import sha256_file
 from swiftkit.errors import SwiftkitError
@@ -26,21 +30,64 @@ RawRecord = tuple[int, Union[str, bytes], Any]
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _BOM = b"\xef\xbb\xbf"
 _BLOCK = 1 << 20
+_TOO_DEEP = object()  # marks a JSON array element nested too deep to parse
 
 
 def list_data_files(root: Path) -> list[Path]:
-    """A file, or every data file under a folder (sorted, recursive, hidden files skipped)."""
-    if root.is_file():
+    """A file, or every data file under a folder (sorted, recursive, hidden entries skipped, links followed).
+
+    Nothing under the folder is left out silently (that would be data loss): a folder that cannot be listed, an
+    entry that cannot be looked at (a broken link) and one that is neither a file nor a folder (a FIFO, a socket,
+    a device) are each an error naming the path.
+    """
+    if not os.path.lexists(root):
+        raise SwiftkitError(f"{shown(root)}: no such file or folder")
+    top = _stat(root)
+    if stat.S_ISREG(top.st_mode):
         return [root]
-    if not root.exists():
-        raise SwiftkitError(f"{root}: no such file or folder")
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    files = []
+    seen = {(top.st_dev, top.st_ino)}
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                names = [entry.name for entry in entries if not entry.name.startswith(".")]
+        except OSError as exc:
+            raise os_failure(folder, "read the folder", exc) from None
+        for name in names:
+            path = folder / name
+            st = _stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) not in seen:  # a link back to a folder already listed adds nothing
+                    seen.add((st.st_dev, st.st_ino))
+                    folders.append(path)
+            elif path.suffix.lower() in SUFFIXES:
+                files.append(path)
     if not files:
-        raise SwiftkitError(f"{root}: no data files (looked for {', '.join(SUFFIXES)})")
-    return files
+        raise SwiftkitError(f"{shown(root)}: no data files (looked for {', '.join(SUFFIXES)})")
+    return sorted(files)
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"))
+
+
+def _stat(path: Path) -> os.stat_result:
+    """``os.stat`` (links followed) of a file or folder; anything else is a one-line error naming it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise SwiftkitError(f"{shown(path)}: broken symbolic link (its target does not exist)") from None
+        raise SwiftkitError(f"{shown(path)}: no such file or folder") from None
+    except OSError as exc:
+        raise os_failure(path, "read", exc) from None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return st
+    kind = next((what for test, what in _SPECIAL if test(st.st_mode)), "not a regular file")
+    raise SwiftkitError(f"{shown(path)}: {kind}, not a file or folder; prep reads only files and folders, "
+                        "move it out of --src")
 
 
 def iter_file(path: Path, label: str | None = None,
@@ -49,23 +96,26 @@ def iter_file(path: Path, label: str | None = None,
 
     With ``digests``, the file's sha256 is stored there under ``label`` once the file has been read.
     """
-    name = label or str(path)
+    name = label or shown(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise SwiftkitError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
-    if suffix in (".json", ".jsonl"):
-        with open(path, "rb") as fh:
-            head = fh.read(4096).lstrip(_BOM).lstrip()
-        if not head.startswith(b"["):
-            yield from _iter_jsonl(path, name, digests)
-            return
-        yield from _iter_json_array(path, name)
-    elif suffix == ".csv":
-        yield from _iter_csv(path, name)
-    else:
-        yield from _iter_parquet(path, name)
-    if digests is not None:  # small formats: hash the file once it has been read
-        digests[name] = sha256_file(path)
+        raise SwiftkitError(f"{shown(path)}: unsupported file type '{shown(suffix)}' (use {', '.join(SUFFIXES)})")
+    try:  # an OSError here is about this one file: one line naming it
+        if suffix in (".json", ".jsonl"):
+            with open(path, "rb") as fh:
+                head = fh.read(4096).lstrip(_BOM).lstrip()
+            if not head.startswith(b"["):
+                yield from _iter_jsonl(path, name, digests)
+                return
+            yield from _iter_json_array(path, name)
+        elif suffix == ".csv":
+            yield from _iter_csv(path, name)
+        else:
+            yield from _iter_parquet(path, name)
+        if digests is not None:  # small formats: hash the file once it has been read
+            digests[name] = sha256_file(path)
+    except OSError as exc:
+        raise os_failure(path, "read", exc) from None
 
 
 def _iter_jsonl(path: Path, name: str, digests: Optional[dict[str, str]] = None) -> Iterator[Union[RawRecord, Reject]]:
@@ -104,23 +154,56 @@ def _iter_jsonl(path: Path, name: str, digests: Optional[dict[str, str]] = None)
         digests[name] = sha.hexdigest()
 
 
-def _has_surrogates(value: Any) -> bool:
-    """True where a decoded string carries bytes that were not valid UTF-8 (surrogateescape)."""
-    if isinstance(value, str):
-        return any("\udc80" <= ch <= "\udcff" for ch in value)
-    if isinstance(value, dict):
-        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogates(v) for v in value)
-    return False
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _bad_text(value: Any) -> Optional[str]:
+    """Why a parsed record's text is not valid Unicode, or ``None``: bytes that were not UTF-8 (decoded with
+    surrogateescape) or a lone surrogate (a ``\\ud800`` escape). Iterative: a record nested as deep as the parser
+    allows must not overflow the stack here."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item.__class__ is str:
+            if not item.isascii():
+                found = _SURROGATE.search(item)
+                if found:
+                    char = found.group()
+                    return "invalid UTF-8" if "\udc80" <= char <= "\udcff" else \
+                        f"lone surrogate \\u{ord(char):04x} (not valid Unicode)"
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _clean(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _value_end(text: str, pos: int) -> int:
+    """Where the array or object starting at ``pos`` ends, found by matching brackets outside strings, without
+    parsing it (for one nested too deep to parse); -1 when it does not end."""
+    depth = 0
+    for token in _BRACKETS.finditer(text, pos):
+        char = token.group()[0]
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                return token.end()
+    return -1
+
+
+_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
 def _iter_json_array(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
-    text = path.read_bytes().removeprefix(_BOM).decode("utf-8", "surrogateescape")
+    with open(path, "rb") as fh:
+        text = fh.read().removeprefix(_BOM).decode("utf-8", "surrogateescape")
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
     lineno, counted_to = 1, 0
@@ -142,9 +225,16 @@ def _iter_json_array(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]
             raise SwiftkitError(
                 f"{name}:{exc.lineno}: invalid JSON array ({exc.msg} at column {exc.colno}); records after it cannot be read"
             ) from None
+        except RecursionError:  # this record only: find its end without parsing it, reject it, go on
+            obj, end = _TOO_DEEP, _value_end(text, pos)
+            if end < 0:
+                raise SwiftkitError(f"{name}:{lineno}: invalid JSON array (a record nested too deep to parse does "
+                                    "not end); records after it cannot be read") from None
         raw = text[pos:end]
-        if _has_surrogates(obj):
-            yield Reject(name, lineno, "invalid UTF-8", _clean(raw))
+        if obj is _TOO_DEEP:
+            yield Reject(name, lineno, "invalid JSON: nested too deep to parse", _clean(raw))
+        elif (reason := _bad_text(obj)) is not None:
+            yield Reject(name, lineno, reason, _clean(raw))
         else:
             yield lineno, raw, obj
         pos = skip(end)
@@ -163,8 +253,8 @@ def _iter_csv(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
         for row in reader:
             lineno = reader.line_num
             raw = json.dumps(row, ensure_ascii=False)
-            if _has_surrogates(row):
-                yield Reject(name, lineno, "invalid UTF-8", _clean(raw))
+            if (reason := _bad_text(row)) is not None:
+                yield Reject(name, lineno, reason, _clean(raw))
                 continue
             if None in row:  # more cells than header columns
                 yield Reject(name, lineno, f"row has {len(reader.fieldnames or []) + len(row[None])} cells, header has {len(reader.fieldnames or [])}", raw)
@@ -173,14 +263,23 @@ def _iter_csv(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
 
 
 def _iter_parquet(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
+    except OSError:
+        raise  # the file cannot be read at all: iter_file names it
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise SwiftkitError(f"{name}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     row = 0
-    for batch in pf.iter_batches(batch_size=1024):
-        for obj in batch.to_pylist():
-            row += 1
-            yield row, json.dumps(obj, ensure_ascii=False, default=str), obj
+    try:
+        for batch in pf.iter_batches(batch_size=1024):
+            for obj in batch.to_pylist():
+                row += 1
+                yield row, json.dumps(obj, ensure_ascii=False, default=str), obj
+    except pa.ArrowException as exc:
+        if isinstance(exc, OSError):
+            raise
+        raise SwiftkitError(f"{name}: not a readable Parquet file after row {row} ({type(exc).__name__}: {exc}); "
+                            "rows after it cannot be read") from None

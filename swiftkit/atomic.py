@@ -17,11 +17,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     """Open a temp file beside ``path``; on clean exit it replaces ``path``, on error it is removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make every output private to its writer
+    prefix, suffix = _temp_affixes(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding, newline=None if binary else "\n") as handle:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make every output private to its writer
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -30,6 +31,30 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _temp_affixes(target: Path) -> tuple[str, str]:
+    return f".{target.name}.", ".tmp"
+
+
+def remove_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temp files ``atomic_open`` left beside ``path`` (its process was killed: SIGKILL, power loss).
+
+    Only for a caller that knows no other process is writing ``path`` (it holds a lock on the folder).
+    Returns the files removed.
+    """
+    target = Path(path)
+    prefix, suffix = _temp_affixes(target)
+    size = len(prefix) + 8 + len(suffix)  # mkstemp's names: prefix, 8 random characters, suffix
+    removed = []
+    with os.scandir(target.parent) as entries:
+        names = [e.name for e in entries
+                 if len(e.name) == size and e.name.startswith(prefix) and e.name.endswith(suffix)]
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target.parent / name)
+            removed.append(target.parent / name)
+    return removed
 
 
 def _umask() -> int:
@@ -44,8 +69,13 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Stable, diffable JSON (``json_text``) written atomically."""
+    write_text(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
     """Stable, diffable JSON: sorted keys, 2-space indent, UTF-8 kept readable, trailing newline."""
-    write_text(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

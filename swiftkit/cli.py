@@ -31,6 +31,8 @@ ROUTES: dict[str, Route] = {
     "serve": Route("swiftkit.serve", "serve a trained run with `swift deploy` (OpenAI API)"),
     "export": Route("swiftkit.export", "merge LoRA weights or write a GGUF file"),
     "check": Route("swiftkit.check", "post-train checks: eos ids, stop labels, identity probe"),
+    "eval": Route("swiftkit.cmd_eval", "base vs tuned answers side by side, task metrics, an HTML report"),
+    "preview": Route("swiftkit.cmd_preview", "show which tokens of a recipe's records are trained and which masked"),
 }
 
 EPILOG = """\
@@ -38,7 +40,9 @@ typical flow:
   swiftkit prep muice --src path/to/Muice-Dataset --out data/muice
   swiftkit plan muice_full --gpus 8          # see the exact swift sft command
   swiftkit train muice_full                  # preflight, then train
+  swiftkit preview muice_full                # which tokens training sees as labels
   swiftkit check runs/muice_full/v1          # eos, stop labels, identity probe
+  swiftkit eval runs/muice_full/v1           # base vs tuned, metrics, runs/muice_full/v1/eval/report.html
   swiftkit infer runs/muice_full/v1 --val    # batch inference on the val split
 
 `swiftkit COMMAND --help` explains each command.
@@ -82,8 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    raise_on_termination()
     try:
         return int(module.run(args) or 0)
+    except Terminated as stop:
+        print(f"swiftkit: stopped by signal {stop.signum}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("swiftkit: interrupted", file=sys.stderr)
         return 130
@@ -97,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
-from swiftkit.errors import SwiftkitError  # noqa: E402  (kept light: no heavy imports)
+from swiftkit.errors import SwiftkitError, Terminated, raise_on_termination  # noqa: E402  (kept light)
 
 if __name__ == "__main__":
     sys.exit(main())

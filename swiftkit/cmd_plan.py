@@ -7,7 +7,8 @@ optimization is the same on 1, 2 or 8 GPUs (a global batch that does not divide 
 examples:
   swiftkit plan muice_full                      # the recipe's default: one node of 8 GPUs, DeepSpeed ZeRO-2
   swiftkit plan muice_full --gpus 2             # same global batch 32: accumulation 16 instead of 4
-  swiftkit plan muice_full --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500
+  swiftkit plan muice_full --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 \
+      --run-dir /shared/runs/muice_full/v1    # every node names the same run directory
   swiftkit plan fortune_lora --set lora.qlora=true --set learning_rate=1e-4
   swiftkit plan smoke_tiny --json               # {"env": {...}, "argv": ["swift", "sft", ...]}
   swiftkit plan actions_grpo --gpus 8           # GRPO from the actions_lora run, vLLM colocate
@@ -41,13 +42,16 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe field, dotted for sections (e.g. --set lora.rank=32); repeatable")
     parser.add_argument("--runs-root", default="runs", help="where run directories go (default runs/)")
+    parser.add_argument("--run-dir", default=None,
+                        help="the run directory to write (new or empty) instead of the next runs/<recipe>/v<N>; "
+                        "required with --nnodes > 1, so that every node writes the same one (on shared storage)")
 
 
 def plan_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of :func:`swiftkit.launch.plan_run` from `plan` / `train` options."""
     return dict(gpus=args.gpus, nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
                 master_port=args.master_port, overrides=args.overrides, runs_root=args.runs_root,
-                resume=getattr(args, "resume", None))
+                run_dir=args.run_dir, resume=getattr(args, "resume", None))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,3 +10,23 @@ class SwiftkitError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) arrived. A KeyboardInterrupt, so every cleanup that Ctrl-C runs (temp files removed,
+    child process groups stopped) runs for it too; the CLI exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_on_termination() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` in this (main) thread."""
+    import signal
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)

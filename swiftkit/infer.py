@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import subprocess
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -25,6 +26,7 @@ from typing import Callable, Optional, Sequence
 from swiftkit.atomic import atomic_open
 from swiftkit.devices import visible_gpus
 from swiftkit.errors import SwiftkitError
+from swiftkit.jsonl import read_jsonl
 from swiftkit.proc import run_child
 from swiftkit.infer_args import (
     Backend,
@@ -77,10 +79,6 @@ def vllm_options(info: RunInfo, *, gpu_memory_utilization: float, max_model_len:
         tensor_parallel_size=max(gpus, 1),
         max_lora_rank=info.lora_rank,
     )
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def prompt_records(prompts: Sequence[str], system: Optional[str]) -> list[dict]:
@@ -186,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
                                    max_batch_size=args.max_batch_size)
     backend: Backend = args.backend or default_backend()
     if not args.val and not args.prompt:
+        if not sys.stdin.isatty():
+            raise SwiftkitError("interactive infer reads a terminal and stdin is not one: pass --prompt TEXT "
+                                "(repeatable) or --val")
         require_backend(backend)
         spec = model_spec_for(run_dir, args.checkpoint, args.system)
         job = InferJob(spec=spec, backend=backend, generation=generation, merge_lora=args.merge_lora,

@@ -114,20 +114,17 @@ def deploy_args(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    api_key: Optional[str] = None,
     served_model_name: Optional[str] = None,
     backend: Backend = "pt",
     vllm: VllmOptions = VllmOptions(),
     generation: GenerationOptions = GenerationOptions(),
 ) -> list[str]:
-    """Arguments after ``swift deploy``. ``api_key`` is a secret: show the list with :func:`redact`."""
+    """Arguments after ``swift deploy``. Never the API key: swiftkit.deploy_child adds it in memory."""
     args = _model_args(spec)
     args += _engine_args(backend, vllm, generation, bool(spec.adapters))
     args += ["--host", host, "--port", str(port)]
     if served_model_name:
         args += ["--served_model_name", served_model_name]
-    if api_key:
-        args += ["--api_key", api_key]
     return args
 
 

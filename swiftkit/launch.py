@@ -24,7 +24,8 @@ from swiftkit.plan import Cluster, Plan, plan
 from swiftkit.preflight import PreflightReport, preflight
 from swiftkit.proc import run_logged
 from swiftkit.recipes import Recipe, load_recipe
-from swiftkit.rundir import RunInfo, is_adapter, next_run_dir, resolve_checkpoint, resolve_init, write_run_info
+from swiftkit.rundir import (RunInfo, is_adapter, next_run_dir, read_run_info, resolve_checkpoint, resolve_init,
+                             write_run_info)
 
 LOG_NAME = "train.log"
 TORCHRUN_ENV = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
@@ -104,11 +105,14 @@ def plan_run(
     master_port: Optional[int] = None,
     overrides: Sequence[str] = (),
     runs_root: str | Path = "runs",
+    run_dir: str | Path | None = None,
     resume: Optional[str] = None,
 ) -> Planned:
     """Load and plan a recipe and pick its run directory: the one planning path of `plan` and `train`.
 
     Local model and data paths and the run directory are absolute, so the printed line works from any folder.
+    The run directory is ``run_dir`` when given (required for several nodes: each node would otherwise pick its own
+    next v<N>), the resumed run's, or the next ``runs_root/<recipe>/v<N>``.
     Reads the recipe and lists the runs root; writes nothing, imports no torch or ms-swift.
     """
     rec = _absolute(load_recipe(recipe, list(overrides)))
@@ -117,6 +121,11 @@ def plan_run(
         nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=master_port,
     )
     resume_ckpt: Optional[Path] = None
+    if nnodes > 1 and not (run_dir or resume):
+        raise SwiftkitError(f"--nnodes {nnodes}: name the run directory with --run-dir (the same path on every node, "
+                            "on shared storage); each node would otherwise pick its own next version")
+    if resume and run_dir:
+        raise SwiftkitError("--resume already names the run directory; drop --run-dir")
     if resume:
         target = Path(resume)
         if (target / "swiftkit_run.json").is_file():
@@ -124,9 +133,12 @@ def plan_run(
             resume_ckpt = resolve_checkpoint(target, "last")
         else:  # a checkpoint folder inside a run directory
             run_dir, resume_ckpt = target.parent, target
-    else:
+        trained = read_run_info(run_dir).recipe
+        if trained != rec.name:
+            raise SwiftkitError(f"--resume {resume}: that run trained recipe '{trained}', not '{rec.name}'")
+    elif run_dir is None:
         run_dir = next_run_dir(runs_root, rec.name)
-    run_dir = run_dir.resolve()
+    run_dir = Path(run_dir).expanduser().resolve()
     init_ckpt: Optional[Path] = None
     if rec.init_from:
         try:
@@ -195,17 +207,36 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
     prep.preflight.raise_if_failed()
     if prep.resume_checkpoint is None:
         record_run(prep)
+    else:  # the recipe as resumed (overrides may differ) goes beside the first one's record
+        write_text(prep.run_dir / f"recipe.resume-{prep.resume_checkpoint.name}.yaml", prep.recipe.to_yaml())
     launch_env = dict(prep.plan.env)
     if prep.plan.world_size > 1 and prep.cluster.nnodes == 1 and "MASTER_PORT" not in launch_env:
         launch_env["MASTER_PORT"] = str(_free_port())  # parallel local runs must not collide on torchrun's 29500
-    env = {**os.environ, **launch_env}
+    env = child_env(prep.recipe, launch_env)
     cmd = process_command(prep.plan, launch_env)
-    code, _ = run_logged(cmd, prep.run_dir / LOG_NAME, env=env, on_output=on_output)
+    code, _ = run_logged(cmd, prep.run_dir / LOG_NAME, env=env, on_output=on_output,
+                         append=prep.resume_checkpoint is not None)
     if prep.recipe.persona:  # every checkpoint saved, also those of a run that failed later
         persona_into_checkpoints(prep.run_dir, on_output)
     if code != 0:
         raise SwiftkitError(f"training failed with exit status {code}; see {prep.run_dir / LOG_NAME}")
     return prep.run_dir
+
+
+HUB_LOGIN_ENV = ("MODELSCOPE_API_TOKEN",)
+"""Tokens ms-swift logs in to the hub with at every start when they are set (``BaseArguments.__post_init__``)."""
+
+
+def child_env(recipe: Recipe, launch_env: dict[str, str], environ: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """The training processes' environment: the caller's plus the plan's. A hub login token is passed only when
+    the run needs the hub (a hub model id): ms-swift would otherwise log in at every start, which fails offline."""
+    from swiftkit.preflight import is_local_model
+
+    env = {**(os.environ if environ is None else environ), **launch_env}
+    if is_local_model(recipe.model):
+        for key in HUB_LOGIN_ENV:
+            env.pop(key, None)
+    return env
 
 
 def persona_into_checkpoints(run_dir: Path, on_output: Optional[Callable[[str], None]] = None) -> None:
@@ -229,6 +260,7 @@ def train(
     gpus: Optional[int] = None,
     overrides: Sequence[str] = (),
     runs_root: str | Path = "runs",
+    run_dir: str | Path | None = None,
     dry_run: bool = False,
     resume: Optional[str] = None,
     on_output: Optional[Callable[[str], None]] = None,
@@ -239,7 +271,8 @@ def train(
     ``cluster`` takes nnodes / node_rank / master_addr / master_port for multi-node runs.
     Raises PreflightError (every failed check) before anything starts, or SwiftkitError if training fails.
     """
-    prep = prepare(recipe, gpus=gpus, overrides=overrides, runs_root=runs_root, resume=resume, **cluster)  # type: ignore[arg-type]
+    prep = prepare(recipe, gpus=gpus, overrides=overrides, runs_root=runs_root, run_dir=run_dir, resume=resume,
+                   **cluster)  # type: ignore[arg-type]
     prep.preflight.raise_if_failed()
     if dry_run:
         return prep.run_dir

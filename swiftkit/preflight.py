@@ -90,6 +90,24 @@ def context_length(config: dict) -> Optional[int]:
     return None
 
 
+def _remote_code_check(recipe: Recipe) -> Check:
+    """The model ships no code (config.json / tokenizer_config.json auto_map), or the recipe trusts it. A hub model
+    is checked on its small files, fetched as ms-swift would fetch them before loading it."""
+    from swiftkit.remote_code import hub_remote_code_files
+
+    try:
+        files = remote_code_files(recipe.model) if is_local_model(recipe.model) else hub_remote_code_files(recipe.model)
+    except SwiftkitError as exc:
+        return Check("remote_code", False, str(exc))
+    if files and not recipe.trust_remote_code:
+        return Check("remote_code", False, f"{files[0]}: auto_map asks to run the model repository's own code, and "
+                                           "ms-swift would run it; set `trust_remote_code: true` in the recipe if you "
+                                           "trust it")
+    if files:
+        return Check("remote_code", True, "the model's own code will run (recipe sets trust_remote_code)")
+    return Check("remote_code", True, "no model code to run")
+
+
 def _init_check(recipe: Recipe, init_checkpoint: Optional[Path]) -> Check:
     """``init_from`` names a checkpoint this recipe can start from."""
     from swiftkit.rundir import is_adapter, resolve_init
@@ -160,13 +178,7 @@ def preflight(
             else:
                 add(Check(kind, True, f"{name}: {p.stat().st_size} bytes"))
 
-    code_files = remote_code_files(recipe.model) if is_local_model(recipe.model) else []
-    if code_files and not recipe.trust_remote_code:
-        add(Check("remote_code", False,
-                  f"{code_files[0]}: auto_map asks to run the model repository's own code, and ms-swift "
-                  "would run it; set `trust_remote_code: true` in the recipe if you trust it"))
-    elif code_files:
-        add(Check("remote_code", True, "the model's own code will run (recipe sets trust_remote_code)"))
+    add(_remote_code_check(recipe))
 
     ctx = context_length(config) if config else None
     if ctx is None:

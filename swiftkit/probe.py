@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,22 @@ class ProbeModel:
     trust_remote_code: bool = False
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One greedy answer and whether it ran out of tokens (``max_new_tokens`` reached without an eos token)."""
+
+    text: str
+    truncated: bool
+
+
 def template_answers(spec: ProbeModel, conversations: Sequence[list[dict]], *, max_new_tokens: int = 64) -> list[str]:
     """Greedy answers: each conversation rendered by the saved template (generation prompt added), decoded."""
+    return [g.text for g in greedy_generations(spec, conversations, max_new_tokens=max_new_tokens)]
+
+
+def greedy_generations(spec: ProbeModel, conversations: Sequence[list[dict]], *, max_new_tokens: int = 64,
+                       on_answer: Optional[Callable[[Generation], None]] = None) -> list[Generation]:
+    """:func:`template_answers` with a truncation flag per answer; ``on_answer`` is called after each (progress)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -39,7 +53,9 @@ def template_answers(spec: ProbeModel, conversations: Sequence[list[dict]], *, m
         model = PeftModel.from_pretrained(model, spec.adapter)
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    answers = []
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    generations = []
     for conversation in conversations:
         text = tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
         encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False)
@@ -47,8 +63,13 @@ def template_answers(spec: ProbeModel, conversations: Sequence[list[dict]], *, m
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
                                  top_p=None, top_k=None, pad_token_id=pad)
-        answers.append(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())
-    return answers
+        new = out[0, inputs["input_ids"].shape[1]:].tolist()
+        truncated = len(new) >= max_new_tokens and not eos_ids.intersection(new)
+        generation = Generation(tokenizer.decode(new, skip_special_tokens=True).strip(), truncated)
+        generations.append(generation)
+        if on_answer is not None:
+            on_answer(generation)
+    return generations
 
 
 def probe_model_for(run_dir: str | Path, checkpoint: str = "last") -> ProbeModel:

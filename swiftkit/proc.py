@@ -4,15 +4,31 @@ Shared by training (launch), inference and export: one place decides how child o
 """
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from swiftkit.atomic import atomic_open
 from swiftkit.errors import SwiftkitError
 from swiftkit.infer_args import python_module_command, quote
 from swiftkit.plan import SECRET_ENV
+
+
+def secret_forms(value: str) -> list[str]:
+    """The ways a secret can appear in output: as is, in a Python repr (ms-swift logs its arguments that way), in
+    JSON, shell-quoted; longest first so a form that contains another is replaced whole."""
+    forms = {value, repr(value)[1:-1], json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+             shlex.quote(value)}
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def mask_value(text: str, value: str) -> str:
+    """``text`` with every form of ``value`` replaced by ``***``."""
+    for form in secret_forms(value):
+        text = text.replace(form, "***")
+    return text
 
 
 def mask_secrets(text: str, environ: Optional[dict[str, str]] = None) -> str:
@@ -21,34 +37,63 @@ def mask_secrets(text: str, environ: Optional[dict[str, str]] = None) -> str:
     for key in SECRET_ENV:
         value = env.get(key)
         if value and len(value) >= 4:
-            text = text.replace(value, "***")
+            text = mask_value(text, value)
     return text
 
 
 def run_logged(cmd: Sequence[str], log_path: Path, *, env: dict[str, str],
-               on_output: Optional[Callable[[str], None]] = None) -> tuple[int, str]:
+               on_output: Optional[Callable[[str], None]] = None, append: bool = False) -> tuple[int, str]:
     """Run ``cmd`` with exactly ``env``; return (exit status, last non-empty output line).
 
-    The log (``$ command`` first, ``exit status N`` last) is written atomically, so it appears whole when the
-    process ends; ``on_output`` sees each line as it comes. Secret values from ``env`` never reach either.
+    The log (``$ command`` first, ``exit status N`` last) is written line by line as the child prints, so it can be
+    followed with ``tail -f`` and survives a failure or an interrupt; ``append`` continues an existing log (a resumed
+    run). ``on_output`` sees each line as it comes. Secret values from ``env`` never reach either.
+
+    The child runs in its own process group. Ctrl-C or SIGTERM (:class:`swiftkit.errors.Terminated`) stops that
+    whole group (torchrun and every rank) before the interrupt goes on, so nothing is left running.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a" if append else "w", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise SwiftkitError(f"{log_path}: cannot write the log ({exc.strerror})") from exc
     last = ""
-    with atomic_open(log_path) as log:
+    with log:
         log.write(mask_secrets("$ " + quote(cmd), env) + "\n")  # shell-quoted, secret flags (--api_key) redacted
         proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                encoding="utf-8", errors="replace", bufsize=1)
+                                encoding="utf-8", errors="replace", bufsize=1, start_new_session=True)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = mask_secrets(line, env)
-            log.write(line)
-            if line.strip():
-                last = line.strip()
-            if on_output is not None:
-                on_output(line.rstrip("\n"))
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                line = mask_secrets(line, env)
+                log.write(line)
+                if line.strip():
+                    last = line.strip()
+                if on_output is not None:
+                    on_output(line.rstrip("\n"))
+            code = proc.wait()
+        except BaseException:
+            stop_group(proc)
+            log.write(f"stopped: the process group of {proc.pid} was terminated\n")
+            raise
         log.write(f"exit status {code}\n")
     return code, last
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL after ``grace`` seconds; quiet when it is already gone."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def run_child(module: str, args: Sequence[str], log_path: Path, *, on_output: Optional[Callable[[str], None]] = None,

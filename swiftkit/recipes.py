@@ -12,11 +12,12 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from swiftkit.errors import SwiftkitError
 from swiftkit.methods import DEFAULT_METHOD, METHODS
@@ -25,6 +26,8 @@ RECIPES_ENV = "SWIFTKIT_RECIPES"
 """Environment variable naming a folder of recipes to use instead of the repository's ``recipes/``."""
 
 ScalarFlag = Union[bool, int, float, str]
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+"""Recipe names: a single path component, so runs/<name>/v<N> stays inside the runs root."""
 
 
 class RecipeError(SwiftkitError):
@@ -148,7 +151,8 @@ class GrpoSpec(_Strict):
 class Recipe(_Strict):
     """One way of fine-tuning, in the user's terms."""
 
-    name: str = Field(description="Recipe name; equals the YAML file's stem.")
+    name: str = Field(description="Recipe name; equals the YAML file's stem. Letters, digits, _ . - only: it names "
+                      "the run directory runs/<name>/v<N>, which must stay inside the runs root.")
     description: str = Field(description="One line shown by `swiftkit recipes`.")
     model: str = Field(description="Base model: a local folder (e.g. models/tiny-qwen2) or a hub id (Qwen/Qwen2-1.5B-Instruct).")
     model_type: Optional[str] = Field(None, description="ms-swift --model_type; needed for local folders.")
@@ -199,6 +203,14 @@ class Recipe(_Strict):
         description="Further `swift sft` flags, name without dashes -> value; tests check every name against "
         "ms-swift's TrainArguments.",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not SAFE_NAME.match(value):
+            raise ValueError(f"{value!r}: letters, digits, _ . - only, starting with a letter or digit (it names the "
+                             "run directory runs/<name>/v<N>)")
+        return value
 
     @property
     def run_train_type(self) -> Literal["full", "lora", "qlora"]:
@@ -361,6 +373,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise SwiftkitError(f"--set {item!r}: expected key=value (e.g. --set learning_rate=2e-5)")
+        no_aliases(raw, f"--set {key}")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
@@ -431,8 +444,22 @@ def find_recipe(name_or_path: str | os.PathLike[str]) -> Path:
     raise SwiftkitError(f"unknown recipe '{text}'{hint}; known: {', '.join(names) or 'none'}")
 
 
+def no_aliases(text: str, source: str) -> None:
+    """Refuse YAML anchors/aliases: a recipe has no use for them, and nested aliases (a "billion laughs" document)
+    expand exponentially when loaded. Checked on the event stream, which never expands anything."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                line = event.start_mark.line + 1
+                raise RecipeError([f"{source}:{line}: YAML anchors and aliases (&name, *name) are not allowed in "
+                                   "recipes; write the values out"])
+    except yaml.YAMLError:
+        return  # the loader reports it with its line
+
+
 def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Validate YAML text into a Recipe; raises RecipeError listing every problem."""
+    no_aliases(text, source)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

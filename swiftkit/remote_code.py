@@ -34,3 +34,17 @@ def refuse_remote_code(folder: str | Path, allowed: bool) -> None:
     if files:
         raise SwiftkitError(f"{files[0]}: field auto_map: the model ships its own code; set trust_remote_code: true "
                             "in the recipe to run it")
+
+
+def hub_remote_code_files(model_id: str) -> list[Path]:
+    """:func:`remote_code_files` of a hub model: its small files (configs, tokenizer, code; no weights) are fetched
+    into ms-swift's own cache first, as ms-swift would before loading it. One-line SwiftkitError when they cannot be
+    fetched (offline, unknown id): the training would stop at the same download."""
+    from swift.llm import safe_snapshot_download
+
+    try:
+        folder = safe_snapshot_download(model_id, download_model=False)
+    except Exception as exc:  # network, auth, unknown id: ms-swift and the hub client raise many kinds
+        raise SwiftkitError(f"hub model {model_id}: its config could not be fetched to check it for model code "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc
+    return remote_code_files(folder)

@@ -104,17 +104,21 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def resolve_checkpoint(run_dir: str | Path, which: str = "last") -> Path:
-    """``best`` / ``last`` (from result.json, else the highest step) or an explicit path."""
+    """``best`` / ``last`` (from result.json, else the highest step), always inside ``run_dir``, or an explicit
+    path."""
     run = Path(run_dir)
     if which not in ("best", "last"):
         path = Path(which)
         if not path.is_dir():
             raise SwiftkitError(f"checkpoint {which}: no such folder")
         return path
-    result = read_result(run)
-    key = f"{which}_model_checkpoint"
-    if result.get(key) and Path(result[key]).is_dir():
-        return Path(result[key])
+    recorded = read_result(run).get(f"{which}_model_checkpoint")
+    if recorded:
+        # relative to the run (new runs); an absolute path from an older run counts by its folder name, so a copied
+        # or moved run directory never reaches back into the original
+        own = run / (recorded if not Path(recorded).is_absolute() else Path(recorded).name)
+        if own.is_dir():
+            return own
     ckpts = list_checkpoints(run) if run.is_dir() else []
     if not ckpts:
         raise SwiftkitError(f"{run}: no checkpoint-* folder (did training finish?)")

@@ -1,14 +1,17 @@
 """Serve a trained run over an OpenAI-compatible HTTP API with `swift deploy`.
 
-Binds 127.0.0.1:8000 by default (loopback only; pass --host 0.0.0.0 to expose it on purpose). If the port is
-taken, it stops with one line instead of letting ms-swift silently move to the next free port. With --api-key,
-requests must send `Authorization: Bearer KEY` (ms-swift answers others with HTTP 400 "API key error"); the key is
-never printed (`--api_key ***`). The model name clients send is the recipe name unless --served-model-name says
-otherwise. Backend: vLLM when a GPU is visible, else pt. Ctrl-C stops the server.
+Binds 127.0.0.1:8000 by default (loopback only). --host 0.0.0.0 exposes it on purpose and then requires an API key.
+If the port is taken, it stops with one line instead of letting ms-swift silently move to the next free port. With
+--api-key (or $SWIFTKIT_API_KEY), requests must send `Authorization: Bearer KEY` (ms-swift answers others with HTTP
+400 "API key error"). The key is never printed, logged or put on a command line (`ps` shows every process's
+arguments): the server process gets it through its environment. A request over the served max length gets HTTP 400
+with the limit, and the server keeps serving. The model name clients send is the recipe name unless
+--served-model-name says otherwise. Backend: vLLM when a GPU is visible, else pt. Ctrl-C or SIGTERM stops the
+server and every process it started. Served conversations are logged to RUN/serve/conversations.jsonl.
 
 examples:
   swiftkit serve runs/muice_full/v1
-  swiftkit serve runs/muice_full/v1 --port 8011 --api-key "$MY_KEY"
+  SWIFTKIT_API_KEY=... swiftkit serve runs/muice_full/v1 --host 0.0.0.0 --port 8011
   curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
        -d '{"model": "muice_full", "messages": [{"role": "user", "content": "你是谁？"}]}'
 """
@@ -29,11 +32,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Optional
 
-from swiftkit.errors import SwiftkitError
+from swiftkit.deploy_child import KEY_ENV
+from swiftkit.errors import SwiftkitError, Terminated
 from swiftkit.infer_args import Backend, GenerationOptions, deploy_args, python_module_command, quote
+from swiftkit.proc import mask_value, stop_group
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+CONVERSATIONS = "serve/conversations.jsonl"
+"""Where ms-swift logs served requests and answers, inside the run directory (not in the checkpoint)."""
+
+
+def require_key_off_loopback(host: str, api_key: Optional[str]) -> None:
+    """A server reachable from other machines must ask for a key."""
+    if host not in LOOPBACK and not api_key:
+        raise SwiftkitError(f"--host {host} serves beyond this machine: give an API key (--api-key or "
+                            "$SWIFTKIT_API_KEY), or keep the default 127.0.0.1")
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -112,25 +127,19 @@ class Server:
         raise SwiftkitError(f"swift deploy did not answer on {self.base_url} within {timeout:.0f} s")
 
     def stop(self, grace: float = 15) -> int:
-        """Stop the server's whole process group (SIGTERM, then SIGKILL after ``grace`` seconds)."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-            except ProcessLookupError:
-                pass
+        """Stop the server's whole process group (SIGTERM, then SIGKILL after ``grace`` seconds), also the
+        processes it started when the leader is already gone."""
+        stop_group(self.process, grace)
         if self.pump is not None:
             self.pump.join(timeout=10)
         return self.process.returncode
 
 
-def deploy_command(run_dir: str | Path, *, host: str, port: int, api_key: Optional[str], checkpoint: str = "last",
+def deploy_command(run_dir: str | Path, *, host: str, port: int, checkpoint: str = "last",
                    backend: Optional[Backend] = None, served_model_name: Optional[str] = None,
                    max_new_tokens: int = 512) -> tuple[list[str], str]:
-    """The ``python -m swift.cli.deploy ...`` command for a run, and the model name clients must send."""
+    """The ``python -m swiftkit.deploy_child ...`` command for a run (ms-swift's deploy arguments, never the key),
+    and the model name clients must send."""
     from swiftkit.infer import default_backend, model_spec_for, require_backend, visible_gpus, vllm_options
     from swiftkit.rundir import read_run_info
 
@@ -142,25 +151,30 @@ def deploy_command(run_dir: str | Path, *, host: str, port: int, api_key: Option
     gen = GenerationOptions(max_new_tokens=max_new_tokens)
     vllm = vllm_options(info, gpu_memory_utilization=0.9, max_model_len=None, max_new_tokens=max_new_tokens,
                         gpus=visible_gpus() if backend == "vllm" else 0)
-    args = deploy_args(spec, host=host, port=port, api_key=api_key, served_model_name=name, backend=backend,
-                       vllm=vllm, generation=gen)
-    return python_module_command("swift.cli.deploy", args), name
+    args = deploy_args(spec, host=host, port=port, served_model_name=name, backend=backend, vllm=vllm,
+                       generation=gen)
+    args += ["--result_path", str(Path(run_dir).resolve() / CONVERSATIONS)]
+    return python_module_command("swiftkit.deploy_child", args), name
 
 
 def _pump(stream: IO[str], sink: IO[str], secret: Optional[str]) -> None:
     """Copy the server's output to ``sink`` line by line with the API key masked (ms-swift logs its args)."""
     try:
         for line in stream:
-            sink.write(line.replace(secret, "***") if secret else line)
+            sink.write(mask_value(line, secret) if secret else line)
             sink.flush()
     except ValueError:  # the sink was closed under us: nothing left to copy to
         pass
 
 
 def _spawn(cmd: list[str], sink: IO[str], api_key: Optional[str]) -> tuple[subprocess.Popen, threading.Thread]:
-    """Start ``cmd`` in its own process group (so :meth:`Server.stop` ends every child), output masked."""
+    """Start ``cmd`` in its own process group (so :meth:`Server.stop` ends every child), output masked; the key
+    goes through the child's environment, never its arguments."""
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    if api_key:
+        env[KEY_ENV] = api_key
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-                            errors="replace", start_new_session=True)
+                            errors="replace", start_new_session=True, env=env)
     assert proc.stdout is not None
     pump = threading.Thread(target=_pump, args=(proc.stdout, sink, api_key), daemon=True)
     pump.start()
@@ -171,10 +185,11 @@ def start_server(run_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = D
                  api_key: Optional[str] = None, checkpoint: str = "last", backend: Optional[Backend] = None,
                  served_model_name: Optional[str] = None, log: Optional[IO[str]] = None) -> Server:
     """Start `swift deploy`; output (key masked) goes to ``log`` or stdout. Does not wait: see wait_ready()."""
+    require_key_off_loopback(host, api_key)
     if port_in_use(host, port):
         raise SwiftkitError(port_busy_reason(host, port))
-    cmd, name = deploy_command(run_dir, host=host, port=port, api_key=api_key, checkpoint=checkpoint,
-                               backend=backend, served_model_name=served_model_name)
+    cmd, name = deploy_command(run_dir, host=host, port=port, checkpoint=checkpoint, backend=backend,
+                               served_model_name=served_model_name)
     sink = log if log is not None else sys.stdout
     sink.write("$ " + quote(cmd) + "\n")
     sink.flush()
@@ -196,17 +211,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise SwiftkitError(f"--port {args.port}: must be 1-65535")
-    if port_in_use(args.host, args.port):
-        raise SwiftkitError(port_busy_reason(args.host, args.port))
-    cmd, name = deploy_command(args.run, host=args.host, port=args.port, api_key=args.api_key,
-                               checkpoint=args.checkpoint, backend=args.backend,
-                               served_model_name=args.served_model_name)
-    print("$ " + quote(cmd), flush=True)
-    print(f"serving model '{name}' on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", flush=True)
-    proc, pump = _spawn(cmd, sys.stdout, args.api_key)
-    server = Server(proc, args.host, args.port, name, args.api_key, pump)
+    server = start_server(args.run, host=args.host, port=args.port, api_key=args.api_key,
+                          checkpoint=args.checkpoint, backend=args.backend,
+                          served_model_name=args.served_model_name, log=sys.stdout)
+    print(f"serving model '{server.model_name}' on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", flush=True)
+
     try:
         return server.process.wait()
+    except Terminated as stop:  # SIGTERM (swiftkit.cli): stop the server's whole process group too
+        return 128 + stop.signum
     except KeyboardInterrupt:
-        server.stop()
         return 130
+    finally:
+        server.stop()

@@ -6,6 +6,11 @@ first thing in every rank (see its docstring), and ``swiftkit doctor`` lists whi
 - ``gelu_tanh_alias``: transformers 4.56 has ``activations.PytorchGELUTanh`` and no ``GELUTanh``; 4.57 renamed it
   to ``GELUTanh`` with no alias. Code written against either name (peft's AWQ path, GPTQModel, LLaMA-Factory,
   unsloth) then breaks on the other. The shim makes both names refer to the same class, in either direction.
+- ``drop_empty_param_groups``: transformers' Trainer builds two optimizer groups (weight decay / none); for LoRA
+  every trainable parameter decays, so the second is empty. DeepSpeed ZeRO removes empty groups from the optimizer
+  after the LR scheduler has counted them, and torch >= 2.8's scheduler (``zip(..., strict=True)``) then fails at the
+  first step: "zip() argument 2 is longer than argument 1" (LoRA + ZeRO-2). The shim drops empty groups as the
+  optimizer is created, before anything counts them.
 """
 from __future__ import annotations
 
@@ -48,6 +53,34 @@ def _gelu_patch() -> None:
         mod.GELUTanh = mod.PytorchGELUTanh
 
 
+def _trainer():
+    try:
+        return importlib.import_module("transformers.trainer").Trainer
+    except ImportError:
+        return None
+
+
+def _empty_groups_needed() -> bool:
+    trainer = _trainer()
+    return trainer is not None and not getattr(trainer.create_optimizer, "_swiftkit_drops_empty_groups", False)
+
+
+def _empty_groups_patch() -> None:
+    trainer = _trainer()
+    if trainer is None:
+        return
+    original = trainer.create_optimizer
+
+    def create_optimizer(self):  # type: ignore[no-untyped-def]
+        optimizer = original(self)
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it later; here it is still bare
+        inner.param_groups[:] = [group for group in inner.param_groups if group["params"]]
+        return optimizer
+
+    create_optimizer._swiftkit_drops_empty_groups = True  # type: ignore[attr-defined]
+    trainer.create_optimizer = create_optimizer
+
+
 SHIMS: dict[str, Shim] = {
     shim.name: shim
     for shim in [
@@ -56,6 +89,12 @@ SHIMS: dict[str, Shim] = {
             "transformers.activations: GELUTanh <-> PytorchGELUTanh alias (renamed in transformers 4.57)",
             _gelu_needed,
             _gelu_patch,
+        ),
+        Shim(
+            "drop_empty_param_groups",
+            "transformers Trainer: no empty optimizer param groups (LoRA + DeepSpeed ZeRO vs torch's strict LR scheduler)",
+            _empty_groups_needed,
+            _empty_groups_patch,
         ),
     ]
 }

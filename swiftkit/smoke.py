@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from swiftkit.errors import SwiftkitError
+from swiftkit.jsonl import read_jsonl
 
 LOSS_RATIO = 0.2
 """Learning means: the final logged train loss is at most this fraction of the first."""
@@ -41,16 +42,20 @@ class LearningVerdict:
     problems: list[str] = field(default_factory=list)
 
 
-def train_losses(run_dir: str | Path) -> list[float]:
-    """The logged train losses in step order, from result.json's log_history, else ms-swift's logging.jsonl."""
+def log_history(run_dir: str | Path) -> list[dict]:
+    """The run's logged entries in step order: result.json's log_history, else ms-swift's logging.jsonl."""
     from swiftkit.rundir import read_result
 
     run = Path(run_dir)
     history = read_result(run).get("log_history") or []
     if not history and (run / "logging.jsonl").is_file():
-        history = [json.loads(line) for line in (run / "logging.jsonl").read_text(encoding="utf-8").splitlines()
-                   if line.strip()]
-    return [float(h["loss"]) for h in history if isinstance(h, dict) and "loss" in h and "train_loss" not in h]
+        history = read_jsonl(run / "logging.jsonl")
+    return [h for h in history if isinstance(h, dict)]
+
+
+def train_losses(run_dir: str | Path) -> list[float]:
+    """The logged train losses in step order (:func:`log_history`)."""
+    return [float(h["loss"]) for h in log_history(run_dir) if "loss" in h and "train_loss" not in h]
 
 
 def learning_verdict(losses: Sequence[float], answers: Sequence[tuple[str, str, str]],
@@ -75,10 +80,8 @@ def learning_verdict(losses: Sequence[float], answers: Sequence[tuple[str, str, 
 def probe_records(train_file: str | Path, n: int) -> list[dict]:
     """The first ``n`` single-answer training records (messages ending with an assistant turn)."""
     out = []
-    for line in Path(train_file).read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        messages = json.loads(line)["messages"]
+    for record in read_jsonl(train_file):
+        messages = record["messages"]
         if messages[-1]["role"] == "assistant":
             out.append({"messages": messages})
         if len(out) >= n:
@@ -89,10 +92,7 @@ def probe_records(train_file: str | Path, n: int) -> list[dict]:
 def answers_from_results(results_file: str | Path) -> list[tuple[str, str, str]]:
     """(prompt, trained answer, response) from a `swift infer` result JSONL."""
     triples = []
-    for line in Path(results_file).read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in read_jsonl(results_file):
         prompt = next((m["content"] for m in reversed(row.get("messages", [])) if m["role"] == "user"), "")
         triples.append((prompt, row.get("labels") or "", row.get("response") or ""))
     return triples

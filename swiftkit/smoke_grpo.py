@@ -18,7 +18,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from swiftkit.errors import SwiftkitError
+from swiftkit.jsonl import read_jsonl
 from swiftkit.smoke import add_common_arguments, output_callbacks
 
 SOURCES = ("actions", "medical_r1")
@@ -60,8 +60,7 @@ def step_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line) if line.strip() else {}
+    for entry in read_jsonl(path):
         if "loss" not in entry or "train_loss" in entry:
             continue
         step = str(entry.get("global_step/max_steps", "")).split("/")[0]
@@ -79,10 +78,7 @@ def completion_groups(run_dir: str | Path) -> dict[tuple[str, str], list[float]]
     (one JSON object of columns per logged step; one column per reward, NaN where it does not apply)."""
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     path = Path(run_dir) / "completions.jsonl"
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        table = json.loads(line)
+    for table in read_jsonl(path):
         reward_columns = [k for k in table if k not in ("step", "prompt", "completion", "advantages")
                           and isinstance(table[k], list) and all(isinstance(v, (int, float)) for v in table[k])]
         for i, (step, prompt) in enumerate(zip(table["step"], table["prompt"])):

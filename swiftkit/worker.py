@@ -9,7 +9,8 @@ launcher therefore starts ``python -m swiftkit.worker METHOD <args>`` itself, di
 2. writes ``<output_dir>/swiftkit_shims/rank<RANK>.json`` (which shims it applied and that they now hold), the
    evidence that the shims are live in every training process;
 3. runs the method's ms-swift entry point (``sft_main(argv)`` for sft) exactly as ``swift/cli/sft.py`` does;
-4. on rank 0, writes ``<output_dir>/result.json``: last/best checkpoint and the log history.
+4. on rank 0, writes ``<output_dir>/result.json``: last/best checkpoint (relative to the run directory) and the log
+   history.
 
 A sitecustomize.py on PYTHONPATH would also reach every process, but it runs in every Python process the job
 starts (torchrun's agent, data workers, compilers) and shadows any sitecustomize the environment already has; an
@@ -49,6 +50,22 @@ def record_shims(output_dir: str | Path, rank: int, applied: list[str]) -> Path:
     return path
 
 
+def portable_result(result: dict, output_dir: str | Path) -> dict:
+    """result.json: last/best checkpoint as paths relative to the run directory (so a copied or moved run uses its
+    own checkpoints), and the log history."""
+    out: dict = {}
+    for key in ("last_model_checkpoint", "best_model_checkpoint"):
+        path = result.get(key)
+        if path:
+            try:
+                path = os.path.relpath(Path(path).resolve(), Path(output_dir).resolve())
+            except ValueError:  # another drive (Windows): keep it as it is
+                pass
+        out[key] = path
+    out["log_history"] = result.get("log_history")
+    return out
+
+
 def entry_point(method: str):
     """The installed ms-swift's entry point of ``method`` (``sft_main`` for sft)."""
     from swiftkit.dialect import dialect_for
@@ -79,8 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pass
     result = entry_point(method)(args)
     if rank == 0 and output_dir and isinstance(result, dict):
-        keys = ("last_model_checkpoint", "best_model_checkpoint", "log_history")
-        write_json(Path(output_dir) / RESULT, {k: result.get(k) for k in keys})
+        write_json(Path(output_dir) / RESULT, portable_result(result, output_dir))
     return 0
 
 

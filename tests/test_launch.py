@@ -141,7 +141,48 @@ def test_preflight_reports_every_failure_at_once(workspace):
     assert len(problems) == 3  # v1 exists but is empty: the next run is v2, which is fine
 
 
-def test_preflight_missing_model_gpus_and_nonempty_run_dir(workspace):
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """ms-swift's download of a hub model's small files, answered from a local folder (no hub here)."""
+    import swift.llm
+
+    folder = tmp_path / "hub-snapshot"
+    _write_model_config(folder)
+    calls: list[tuple[str, bool]] = []
+
+    def download(model_id, download_model=True, **kwargs):
+        calls.append((model_id, download_model))
+        return str(folder)
+
+    monkeypatch.setattr(swift.llm, "safe_snapshot_download", download)
+    return folder, calls
+
+
+def test_hub_model_code_is_refused_too(workspace, fake_hub):
+    folder, calls = fake_hub
+    assert launch.prepare("muice_full", gpu_count=8).preflight.ok
+    assert calls == [("Qwen/Qwen2-1.5B-Instruct", False)]  # configs and tokenizer only, no weights
+    (folder / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": "tok.Tok"}}))
+    report = launch.prepare("muice_full", gpu_count=8).preflight
+    assert [c.name for c in report.failures] == ["remote_code"]
+    assert report.failures[0].message.startswith(f"{folder / 'tokenizer_config.json'}: auto_map asks to run")
+
+
+def test_hub_model_that_cannot_be_fetched_fails_preflight_in_one_line(workspace, monkeypatch):
+    import swift.llm
+
+    def offline(model_id, **kwargs):
+        raise ConnectionError("HTTPSConnectionPool(host='www.modelscope.cn'): Max retries exceeded\nmore")
+
+    monkeypatch.setattr(swift.llm, "safe_snapshot_download", offline)
+    report = launch.prepare("muice_full", gpu_count=8).preflight
+    assert [c.name for c in report.failures] == ["remote_code"]
+    assert report.failures[0].message == (
+        "hub model Qwen/Qwen2-1.5B-Instruct: its config could not be fetched to check it for model code "
+        "(ConnectionError: HTTPSConnectionPool(host='www.modelscope.cn'): Max retries exceeded)")
+
+
+def test_preflight_missing_model_gpus_and_nonempty_run_dir(workspace, fake_hub):
     shutil.rmtree(workspace / "models")
     with pytest.raises(PreflightError, match=r"model: \S*/models/tiny-qwen2: no such folder"):
         launch.train("smoke_tiny", dry_run=True)
@@ -202,6 +243,35 @@ def test_run_logged_masks_secrets_in_log_header_and_output(tmp_path):
     assert SECRET not in log and "k-9" not in log and "--api_key '***'" in log and log.endswith("exit status 3\n")
 
 
+def test_train_log_is_written_as_it_happens_kept_on_interrupt_and_appended_on_resume(tmp_path):
+    """train.log can be followed while training runs; Ctrl-C / SIGTERM stops the child's whole process group and
+    leaves the log; a resumed run appends to it."""
+    import os
+
+    log_path = tmp_path / "train.log"
+    script = "import time, os; print('pid', os.getpid(), flush=True); print('step 1', flush=True); time.sleep(60)"
+    seen: list[str] = []
+    child: list[int] = []
+
+    def watch(line: str) -> None:
+        seen.append(line)
+        if line.startswith("pid"):
+            child.append(int(line.split()[1]))
+        if line == "step 1":
+            assert "step 1" in log_path.read_text()  # already in the log while the child still runs
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_logged([sys.executable, "-c", script], log_path, env=dict(os.environ), on_output=watch)
+    with pytest.raises(ProcessLookupError):  # the child was stopped, not orphaned
+        os.kill(child[0], 0)
+    first = log_path.read_text()
+    assert "step 1" in first and "stopped: the process group" in first
+    run_logged([sys.executable, "-c", "print('resumed')"], log_path, env=dict(os.environ), append=True)
+    text = log_path.read_text()
+    assert text.startswith(first) and text.endswith("resumed\nexit status 0\n")
+
+
 def test_mask_secrets():
     env = {"SWANLAB_API_KEY": SECRET, "HF_TOKEN": "hf_abc123"}
     assert mask_secrets(f"key={SECRET} tok=hf_abc123 ok", env) == "key=*** tok=*** ok"
@@ -224,7 +294,8 @@ def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
 
     for rank in (0, 1):  # the shim ran inside both training processes
         marker = json.loads((run / "swiftkit_shims" / f"rank{rank}.json").read_text())
-        assert marker == {"rank": rank, "applied": ["gelu_tanh_alias"], "holds": {"gelu_tanh_alias": True}}
+        assert marker == {"rank": rank, "applied": ["gelu_tanh_alias", "drop_empty_param_groups"],
+                          "holds": {"gelu_tanh_alias": True, "drop_empty_param_groups": True}}
 
     info = json.loads((run / "swiftkit_run.json").read_text())
     assert info["persona"] is True and info["train_type"] == "full" and info["argv"][:2] == ["swift", "sft"]
@@ -234,7 +305,7 @@ def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
     assert json.loads((run / "args.json").read_text())["gradient_accumulation_steps"] == 8
 
     result = json.loads((run / "result.json").read_text())
-    assert Path(result["last_model_checkpoint"]).is_dir()
+    assert result["last_model_checkpoint"] == "checkpoint-8" and (run / "checkpoint-8").is_dir()  # relative
     losses = [h["loss"] for h in result["log_history"] if "loss" in h]
     assert len(losses) == 8  # 10 records / global batch 16 -> 1 step per epoch
     assert losses[-1] < losses[0] - 1.0, losses
@@ -251,10 +322,85 @@ def test_resume_continues_the_same_run_dir_from_its_last_checkpoint(workspace):
     run = workspace / "runs" / "smoke_tiny" / "v1"
     (run / "checkpoint-5").mkdir(parents=True)
     (run / "checkpoint-10").mkdir()
-    (run / "swiftkit_run.json").write_text("{}")
+    _write_run_info(run, "smoke_tiny")
     prep = launch.prepare("smoke_tiny", resume=str(run))
     assert prep.preflight.ok, prep.preflight.lines()
     assert prep.run_dir == run and prep.resume_checkpoint == run / "checkpoint-10"
     argv = prep.plan.argv
     assert argv[argv.index("--resume_from_checkpoint") + 1] == str(run / "checkpoint-10")
     assert argv[argv.index("--output_dir") + 1] == str(run)
+
+
+def _write_run_info(run: Path, recipe: str) -> None:
+    from swiftkit.rundir import RunInfo, write_run_info
+
+    write_run_info(run, RunInfo(recipe=recipe, model="models/tiny-qwen2", model_type="qwen2_5", template="qwen2_5",
+                                train_type="full", max_length=256, train_files=[]))
+
+
+def test_resume_refuses_another_recipes_run(workspace, capsys):
+    run = workspace / "runs" / "muice_full" / "v1"
+    (run / "checkpoint-10").mkdir(parents=True)
+    _write_run_info(run, "muice_full")
+    assert cli_main(["train", "smoke_tiny", "--resume", str(run), "--dry-run"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"swiftkit train: error: --resume {run}: that run trained recipe 'muice_full', not 'smoke_tiny'"]
+
+
+def test_a_copied_run_uses_its_own_checkpoints(tmp_path):
+    """result.json from an older run holds absolute paths into the original; the copy must not follow them."""
+    from swiftkit.rundir import resolve_checkpoint
+
+    original = tmp_path / "a" / "v1"
+    (original / "checkpoint-4").mkdir(parents=True)
+    (original / "result.json").write_text(json.dumps({"last_model_checkpoint": str(original / "checkpoint-4")}))
+    copy = tmp_path / "b" / "v1"
+    shutil.copytree(original, copy)
+    assert resolve_checkpoint(copy) == copy / "checkpoint-4"
+    (copy / "result.json").write_text(json.dumps({"last_model_checkpoint": "checkpoint-4"}))  # new runs: relative
+    assert resolve_checkpoint(copy) == copy / "checkpoint-4"
+
+
+def test_worker_records_checkpoints_relative_to_the_run(tmp_path):
+    from swiftkit.worker import portable_result
+
+    result = portable_result({"last_model_checkpoint": str(tmp_path / "checkpoint-7"), "best_model_checkpoint": None,
+                              "log_history": [{"loss": 1.0}]}, tmp_path)
+    assert result == {"last_model_checkpoint": "checkpoint-7", "best_model_checkpoint": None,
+                      "log_history": [{"loss": 1.0}]}
+
+
+def test_several_nodes_must_name_one_run_directory(workspace, capsys):
+    options = ["--gpus", "8", "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1", "--json"]
+    assert cli_main(["plan", "muice_full", *options]) == 1
+    assert "--nnodes 2: name the run directory with --run-dir" in capsys.readouterr().err
+    shared = workspace / "shared" / "m1"
+    assert cli_main(["plan", "muice_full", *options, "--run-dir", str(shared)]) == 0
+    argv = json.loads(capsys.readouterr().out)["argv"]
+    assert argv[argv.index("--output_dir") + 1] == str(shared)
+
+
+def test_lora_with_zero2_trains_on_two_cpu_processes(tmp_path, monkeypatch):
+    """LoRA + DeepSpeed ZeRO-2 (the drop_empty_param_groups shim): it crashed at the first step before."""
+    from swiftkit.tiny import build_tiny_model
+
+    _write_data(tmp_path)
+    build_tiny_model(tmp_path / "models" / "tiny-qwen2")
+    monkeypatch.chdir(tmp_path)
+    run = launch.train("smoke_tiny", overrides=["train_type=lora", "lora={rank: 8}", "launch.deepspeed=zero2",
+                                               "max_steps=3"])
+    info = json.loads((run / "swiftkit_run.json").read_text())
+    assert info["argv"][info["argv"].index("--deepspeed") + 1] == "zero2" and info["train_type"] == "lora"
+    assert [h["loss"] for h in json.loads((run / "result.json").read_text())["log_history"] if "loss" in h]
+    assert (run / "checkpoint-3" / "adapter_config.json").is_file()
+
+
+def test_a_hub_token_reaches_training_only_when_the_hub_is_needed(workspace):
+    from swiftkit.recipes import load_recipe
+
+    environ = {"MODELSCOPE_API_TOKEN": "ms-tok-1234", "SWANLAB_API_KEY": "sw-1", "PATH": "/bin"}
+    local = launch.child_env(load_recipe("smoke_tiny"), {"NPROC_PER_NODE": "2"}, environ)
+    assert "MODELSCOPE_API_TOKEN" not in local  # ms-swift would log in at start, and fail offline
+    assert local["SWANLAB_API_KEY"] == "sw-1" and local["NPROC_PER_NODE"] == "2"
+    hub = launch.child_env(load_recipe("muice_full"), {}, environ)
+    assert hub["MODELSCOPE_API_TOKEN"] == "ms-tok-1234"  # a hub model id: the download may need it

@@ -221,3 +221,19 @@ def test_ms_swift_builtin_reward_names_are_the_installed_ones():
     from swiftkit.recipes import MS_SWIFT_REWARDS
 
     assert set(MS_SWIFT_REWARDS) == {k for k in orms if not k.startswith("swiftkit_")}
+
+
+def test_yaml_aliases_are_refused_before_anything_expands():
+    bomb = GOOD + "".join(f"{k}: &{k} [{', '.join(['*' + p] * 9 if p else ['lol'] * 9)}]\n"
+                          for k, p in zip("abcdefghi", [None, *"abcdefgh"]))
+    with pytest.raises(RecipeError, match=r"r.yaml:11: YAML anchors and aliases .* are not allowed"):
+        parse_recipe(bomb, source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="--set lora:1: YAML anchors and aliases"):
+        parse_recipe(GOOD, source="r.yaml", name="r", overrides=["lora=&x [1, *x]"])
+
+
+def test_recipe_names_stay_one_path_component():
+    for bad in ("../../etc", "a/b", ".hidden", ""):
+        with pytest.raises(RecipeError, match="letters, digits, _ . - only"):
+            parse_recipe(GOOD, source="r.yaml", name="r", overrides=[f"name={bad}"])
+    assert parse_recipe(GOOD, source="r.yaml", name="r", overrides=["name=r-2.b_3"]).name == "r-2.b_3"

@@ -115,13 +115,9 @@ def trained_run(tmp_path_factory, train_type: str = "full") -> Path:
 
 
 def copy_run(run: Path, dest: Path) -> Path:
-    """A private copy of a run (tests that modify it must not touch the shared one)."""
+    """A private copy of a run (tests that modify it must not touch the shared one). A plain copy: run
+    directories are self-contained (tests/test_launch.py checks that a copy uses its own checkpoints)."""
     shutil.copytree(run, dest)
-    result = json.loads((dest / "result.json").read_text())
-    for key in ("last_model_checkpoint", "best_model_checkpoint"):
-        if result.get(key):
-            result[key] = str(dest / Path(result[key]).name)
-    (dest / "result.json").write_text(json.dumps(result))
     return dest
 
 

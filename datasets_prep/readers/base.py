@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
+from datasets_prep.oserrors import shown
 from datasets_prep.records import Conversation, FieldError, Reject
 from datasets_prep.scorefield import ScoreField
 from datasets_prep.sourcefiles import iter_file, list_data_files
@@ -44,10 +45,15 @@ def convert_files(files: Iterable[tuple[Path, str, Optional[str]]], converter: C
 
 def plain_files(src: Path) -> list[tuple[Path, str, Optional[str]]]:
     """Every data file of a file or folder, labelled relative to the folder, split left to the hash."""
-    files = list_data_files(src)
-    if src.is_file():
-        return [(src, src.name, None)]
-    return [(p, p.relative_to(src).as_posix(), None) for p in files]
+    return labelled(src, list_data_files(src))
+
+
+def labelled(src: Path, files: list[Path], split: Optional[str] = None) -> list[tuple[Path, str, Optional[str]]]:
+    """``files`` (from ``list_data_files(src)``) with their labels: the name relative to ``src`` (a file: its name),
+    as valid text (undecodable bytes in a name escaped), as rejects and the manifest write it."""
+    if files == [src]:
+        return [(src, shown(src.name), split)]
+    return [(p, shown(p.relative_to(src).as_posix()), split) for p in files]
 
 
 def pairs_to_turns(pairs: list[tuple[Any, Any]]) -> list[dict[str, Any]]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from datasets_prep.readers.base import history_pairs, messages_turns, pairs_to_turns, plain_files
+from datasets_prep.readers.base import history_pairs, labelled, messages_turns, pairs_to_turns
 from datasets_prep.records import FieldError, require_str
+from datasets_prep.sourcefiles import list_data_files
 
 
 def convert(obj: dict[str, Any]) -> dict[str, Any]:
@@ -49,13 +50,15 @@ def convert(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def dataset_files(src: Path) -> list[tuple[Path, str, Optional[str]]]:
-    """The published folder layout when present, else every data file."""
-    if src.is_dir():
-        train, test, custom = src / "train.jsonl", src / "test.jsonl", src / "Customized"
-        customized = sorted(custom.glob("*.jsonl")) if custom.is_dir() else []
-        if test.is_file() and (train.is_file() or customized):
-            files = [(train, "train.jsonl", "train")] if train.is_file() else []
-            files += [(p, f"Customized/{p.name}", "train") for p in customized]
-            files.append((test, "test.jsonl", "val"))
-            return files
-    return plain_files(src)
+    """The published folder layout when present, else every data file (all of the folder is listed either way, so
+    nothing in it that cannot be read goes unnoticed)."""
+    files = list_data_files(src)
+    if files != [src]:
+        by_name = {p.relative_to(src).as_posix(): p for p in files}
+        train, test = by_name.get("train.jsonl"), by_name.get("test.jsonl")
+        customized = [p for rel, p in by_name.items()
+                      if rel.startswith("Customized/") and rel.count("/") == 1 and rel.endswith(".jsonl")]
+        if test is not None and (train is not None or customized):
+            return (labelled(src, [train] if train is not None else [], "train") + labelled(src, customized, "train")
+                    + labelled(src, [test], "val"))
+    return labelled(src, files)

@@ -1,0 +1,30 @@
+"""Reading JSON Lines: one record per ``\\n``-terminated line.
+
+Not ``str.splitlines()``: it also splits on U+2028, U+2029, U+0085 and other characters that JSON writers (with
+``ensure_ascii=False``) leave raw inside strings, so a record holding one would be cut in two.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from swiftkit.errors import SwiftkitError
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Every record of ``path`` (blank lines skipped); one-line SwiftkitError naming file:line on bad JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SwiftkitError(f"{path}: unreadable ({exc})") from exc
+    records = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise SwiftkitError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+    return records

@@ -9,14 +9,13 @@ carry URLs with tokens).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Optional
 
 from swiftkit.errors import SwiftkitError
+from swiftkit.hub_ids import HUB_ID
 
 SCHEMES = ("modelscope://", "hf://")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def is_hub_id(src: str) -> bool:
@@ -26,7 +25,7 @@ def is_hub_id(src: str) -> bool:
 def parse_hub_id(src: str) -> tuple[str, str]:
     """``"hf://owner/name"`` -> ``("hf", "owner/name")``; a malformed id raises SwiftkitError."""
     scheme, _, repo_id = src.partition("://")
-    if scheme not in ("modelscope", "hf") or not _REPO_ID.match(repo_id):
+    if scheme not in ("modelscope", "hf") or not HUB_ID.match(repo_id):
         raise SwiftkitError(f"--src {src!r}: expected modelscope://owner/name or hf://owner/name")
     return scheme, repo_id
 

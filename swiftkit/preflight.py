@@ -12,18 +12,17 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 from swiftkit.devices import visible_gpus
 from swiftkit.errors import SwiftkitError
+from swiftkit.hub_ids import HUB_ID
 from swiftkit.plan import Cluster, Plan
 from swiftkit.recipes import Recipe
 from swiftkit.remote_code import remote_code_files
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 LOCAL_ROOTS = ("models", "runs", "output", "outputs", "checkpoints")
 """First path components that mean "a local folder" even when it does not exist (so a typo is not sent to a hub)."""
 

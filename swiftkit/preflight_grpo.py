@@ -14,18 +14,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from packaging.version import Version
-
 from swiftkit.plan import Cluster, Plan
 from swiftkit.preflight import Check
 from swiftkit.recipes import GrpoSpec, Recipe
-from swiftkit.versions import installed
+from swiftkit.versions import SUPPORTED, in_range, installed
 
 SAMPLE_RECORDS = 8
 """Records per data file the rewards are tried on."""
 NEEDS_SOLUTION = ("swiftkit_think", "swiftkit_action", "swiftkit_reference")
 """swiftkit rewards that compare a completion with the record's reference answer."""
-TRL_MIN = "0.20"
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -53,9 +50,9 @@ def package_checks(g: GrpoSpec) -> list[Check]:
     msgspec = installed("msgspec")
     out.append(Check("msgspec", msgspec is not None,
                      msgspec or "ms-swift's GRPO imports msgspec; install swiftkit's dependencies (make install)"))
-    trl = installed("trl")
-    ok = trl is not None and Version(trl) >= Version(TRL_MIN)
-    out.append(Check("trl", ok, f"{trl} (GRPO needs >= {TRL_MIN})" if trl else f"not installed (GRPO needs >= {TRL_MIN})"))
+    trl, wanted = installed("trl"), SUPPORTED["trl"]
+    ok = trl is not None and in_range(trl, wanted)
+    out.append(Check("trl", ok, f"{trl} (GRPO needs {wanted})" if trl else f"not installed (GRPO needs {wanted})"))
     if g.rollout.backend != "pt":
         vllm = installed("vllm")
         out.append(Check("vllm", vllm is not None,

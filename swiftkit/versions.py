@@ -1,7 +1,8 @@
 """Installed stack versions via importlib.metadata (no heavy imports), checked against the supported ranges.
 
 The ranges are the ones that fit together (shared/notes/stack.md): ms-swift 3.12.x declares transformers<4.58,
-trl>=0.15,<0.25, peft>=0.11,<0.19; its own full install caps deepspeed<0.18 and vllm<0.11.1.
+trl>=0.15,<0.25 (its GRPO needs >=0.20), peft>=0.11,<0.19; its own full install caps deepspeed<0.18 and vllm<0.11.1.
+Which ms-swift releases are accepted is decided in one place, swiftkit.dialect (3.12.x, and 4.x translated).
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 SUPPORTED: dict[str, str] = {
-    "ms-swift": ">=3.12,<3.13",
+    "ms-swift": ">=3.12,<3.13",  # shown with "4.x translated"; check_versions asks swiftkit.dialect
     "transformers": ">=4.45,<4.58",
     "torch": ">=2.4",
-    "trl": ">=0.15,<0.25",
+    "trl": ">=0.20,<0.25",
     "peft": ">=0.11,<0.19",
     "deepspeed": ">=0.14,<0.18",
     "datasets": ">=3.0,<4.0",
@@ -74,6 +75,20 @@ def check_versions() -> list[VersionCheck]:
     checks = []
     for name, spec in SUPPORTED.items():
         version = installed(name)
-        ok = in_range(version, spec) if version else name in OPTIONAL
+        if name == "ms-swift":  # the dialect table decides (3.12.x, or 4.x translated), as preflight does
+            spec, ok = _ms_swift(version)
+        else:
+            ok = in_range(version, spec) if version else name in OPTIONAL
         checks.append(VersionCheck(name, version, spec, ok, name in OPTIONAL))
     return checks
+
+
+def _ms_swift(version: Optional[str]) -> tuple[str, bool]:
+    from swiftkit.dialect import SUPPORTED_RANGE, dialect_for
+    from swiftkit.errors import SwiftkitError
+
+    try:
+        dialect_for(version)
+        return f"{SUPPORTED_RANGE} (4.x translated)", True
+    except SwiftkitError:
+        return f"{SUPPORTED_RANGE} (4.x translated)", False

@@ -15,9 +15,14 @@ def test_in_range_and_checks(monkeypatch):
             "deepspeed": None, "datasets": "3.6.0", "vllm": None}
     monkeypatch.setattr(versions, "installed", lambda name: fake.get(name))
     checks = {c.name: c for c in versions.check_versions()}
-    assert not checks["ms-swift"].ok and checks["ms-swift"].verdict == "OUTSIDE SUPPORTED RANGE"
+    # ms-swift: doctor says what preflight does (swiftkit.dialect): 4.x is accepted and translated, 3.11 is not
+    assert checks["ms-swift"].ok and checks["ms-swift"].supported == ">=3.12,<3.13 (4.x translated)"
     assert checks["vllm"].ok and checks["vllm"].verdict == "absent (optional)"
     assert checks["transformers"].ok
+    fake["ms-swift"], fake["trl"] = "3.11.2", "0.19.1"
+    checks = {c.name: c for c in versions.check_versions()}
+    assert checks["ms-swift"].verdict == "OUTSIDE SUPPORTED RANGE"
+    assert checks["trl"].verdict == "OUTSIDE SUPPORTED RANGE"  # GRPO needs trl >= 0.20
 
 
 def test_stack_versions_reads_metadata():

@@ -139,7 +139,7 @@ def test_missing_msgspec_and_old_trl_fail(workspace, monkeypatch):
     _fake_run(workspace, "smoke_grpo_sft")
     checks = _checks(workspace)
     assert checks["msgspec"] == (False, "ms-swift's GRPO imports msgspec; install swiftkit's dependencies (make install)")
-    assert checks["trl"] == (False, "0.19.1 (GRPO needs >= 0.20)")
+    assert checks["trl"] == (False, "0.19.1 (GRPO needs >=0.20,<0.25)")
 
 
 def test_batch_rules_count_completions():

@@ -237,3 +237,14 @@ def test_recipe_names_stay_one_path_component():
         with pytest.raises(RecipeError, match="letters, digits, _ . - only"):
             parse_recipe(GOOD, source="r.yaml", name="r", overrides=[f"name={bad}"])
     assert parse_recipe(GOOD, source="r.yaml", name="r", overrides=["name=r-2.b_3"]).name == "r-2.b_3"
+
+
+def test_a_recipes_system_prompt_is_the_one_its_prep_source_writes():
+    """data.system restates what prep wrote into every record (the persona template and the identity check use it):
+    it must be that source's prompt, or a recipe would check a persona its data never had."""
+    from datasets_prep.registry import get_source
+
+    for name in NAMES:
+        recipe = load_recipe(name)
+        if recipe.data.system is not None:
+            assert recipe.data.system == get_source(recipe.data.source).system, name

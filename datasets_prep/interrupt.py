@@ -51,7 +51,8 @@ def stop_on_signals() -> Iterator[None]:
             raised = True
             raise Interrupted(signum)
 
-    previous = {s: signal.signal(s, stop) for s in SIGNALS}
+    # a signal the caller ignores (nohup: SIGHUP) stays ignored
+    previous = {s: signal.signal(s, stop) for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -22,11 +22,13 @@ class Terminated(KeyboardInterrupt):
 
 
 def raise_on_termination() -> None:
-    """Turn SIGTERM and SIGHUP into :class:`Terminated` in this (main) thread."""
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` in this (main) thread. A signal the caller set to be
+    ignored stays ignored (``nohup swiftkit train ...`` must survive its terminal closing)."""
     import signal
 
     def handler(signum: int, _frame: object) -> None:
         raise Terminated(signum)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)

@@ -404,3 +404,19 @@ def test_a_hub_token_reaches_training_only_when_the_hub_is_needed(workspace):
     assert local["SWANLAB_API_KEY"] == "sw-1" and local["NPROC_PER_NODE"] == "2"
     hub = launch.child_env(load_recipe("muice_full"), {}, environ)
     assert hub["MODELSCOPE_API_TOKEN"] == "ms-tok-1234"  # a hub model id: the download may need it
+
+
+def test_nohup_keeps_sighup_ignored():
+    """`nohup swiftkit train ...`: the stop handlers must not turn an ignored SIGHUP back into a stop."""
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "from swiftkit.errors import raise_on_termination\n"
+            "from datasets_prep.interrupt import stop_on_signals\n"
+            "raise_on_termination()\n"
+            "with stop_on_signals():\n"
+            "    signal.raise_signal(signal.SIGHUP)\n"
+            "    print('alive', signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL)\n")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "alive True", out

@@ -20,12 +20,15 @@ class Method:
     """The ms-swift CLI words after ``swift`` (``("sft",)``)."""
     entry: str
     """The function in ms-swift's main module that takes the argument list (``sft_main``)."""
+    arguments: str
+    """The ms-swift argument class that entry point parses (``TrainArguments``): every planned flag is one of its
+    fields (checked by tests for the plans, and by preflight for a recipe's extra_args)."""
     summary: str
 
 
 METHODS: dict[str, Method] = {
-    "sft": Method("sft", ("sft",), "sft_main", "supervised fine-tuning on messages records"),
-    "grpo": Method("grpo", ("rlhf",), "rlhf_main",
+    "sft": Method("sft", ("sft",), "sft_main", "TrainArguments", "supervised fine-tuning on messages records"),
+    "grpo": Method("grpo", ("rlhf",), "rlhf_main", "RLHFArguments",
                    "GRPO: sample num_generations completions per prompt, reward them (recipe `grpo.rewards`), "
                    "push toward the better ones; starts from an SFT run (`init_from`)"),
 }

@@ -176,6 +176,16 @@ def eval_batch_size(recipe: Recipe, world: int) -> int:
     return g // math.gcd(g, world)
 
 
+def nearest_batches(recipe: Recipe, denom: int) -> str:
+    """The global batches nearest to the recipe's that ``denom`` processes x micro-batch divide (GRPO: that are also
+    whole groups of generations), as the override to pass."""
+    unit = denom if recipe.grpo is None else denom * recipe.grpo.num_generations // math.gcd(denom,
+                                                                                          recipe.grpo.num_generations)
+    below = recipe.global_batch_size // unit * unit
+    options = [b for b in (below, below + unit) if b > 0]
+    return "nearest that do: " + " or ".join(f"--set global_batch_size={b}" for b in options)
+
+
 def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", resume_from: str | None = None,
          init_checkpoint: str | None = None, init_adapter: bool | None = None, dialect: Dialect = SWIFT3) -> Plan:
     """Turn a validated recipe into the launch for ``cluster``. Raises SwiftkitError on a batch that does not divide.
@@ -191,7 +201,8 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
     if recipe.global_batch_size % denom:
         raise SwiftkitError(
             f"{recipe.name}: global_batch_size {recipe.global_batch_size} does not divide into {cluster.nnodes} node(s) "
-            f"x {cluster.nproc_per_node} process(es) x per_device_batch_size {per_device} = {denom}"
+            f"x {cluster.nproc_per_node} process(es) x per_device_batch_size {per_device} = {denom}; "
+            f"{nearest_batches(recipe, denom)}"
         )
     accum = recipe.global_batch_size // denom
 
@@ -233,7 +244,7 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
                 ("quant_bits", 4),
                 ("bnb_4bit_quant_type", "nf4"),
                 ("bnb_4bit_use_double_quant", True),
-                ("bnb_4bit_compute_dtype", "bfloat16"),
+                ("bnb_4bit_compute_dtype", recipe.torch_dtype),  # fp16-only cards (seed 004) compute in fp16
             ]
     if init and init_is_adapter:
         args.append(("adapters", init))
@@ -292,6 +303,8 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
     args.append(("report_to", recipe.report.report_to))
     if recipe.report.swanlab_project and "swanlab" in recipe.report.report_to:
         args.append(("swanlab_project", recipe.report.swanlab_project))
+    if recipe.report.swanlab_mode == "local" and "swanlab" in recipe.report.report_to:
+        args.append(("swanlab_mode", "local"))
     for key, value in recipe.extra_args.items():
         args.append((key, value))
     if resume_from:

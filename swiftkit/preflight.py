@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -63,6 +65,16 @@ class PreflightError(SwiftkitError):
         super().__init__("preflight failed:\n  " + "\n  ".join(problems))
 
 
+SAMPLED = re.compile(r"^(?P<path>.+)#(?P<n>\d+)$")
+"""ms-swift's ``file.jsonl#50``: 50 records sampled from the file."""
+
+
+def dataset_file(name: str) -> str:
+    """The file of a dataset entry, without ms-swift's ``#N`` sampling suffix."""
+    match = SAMPLED.match(name)
+    return match.group("path") if match else name
+
+
 def is_local_model(model: str) -> bool:
     """A local folder (existing, path-like, or under a conventional local root) rather than a hub id."""
     path = Path(model).expanduser()
@@ -105,6 +117,57 @@ def _remote_code_check(recipe: Recipe) -> Check:
     if files:
         return Check("remote_code", True, "the model's own code will run (recipe sets trust_remote_code)")
     return Check("remote_code", True, "no model code to run")
+
+
+def swanlab_credentials(environ: Optional[dict[str, str]] = None) -> Optional[str]:
+    """Where SwanLab would find an API key (what it reads: the env var, then ./.swanlab/.netrc, then the user's
+    .netrc under $SWANLAB_ROOT or ~/.swanlab); None when nowhere."""
+    env = os.environ if environ is None else environ
+    if env.get("SWANLAB_API_KEY"):
+        return "SWANLAB_API_KEY"
+    root = Path(env.get("SWANLAB_ROOT") or env.get("SWANLAB_SAVE_DIR") or Path.home() / ".swanlab")
+    for netrc in (Path.cwd() / ".swanlab" / ".netrc", root / ".netrc"):
+        if netrc.is_file():
+            return str(netrc)
+    return None
+
+
+def _swanlab_check(recipe: Recipe) -> Check:
+    """SwanLab in cloud mode with no key stops at its interactive login after the model and data have loaded (or
+    crashes without a TTY): decide here, in one line."""
+    if recipe.report.swanlab_mode == "local":
+        return Check("swanlab", True, "local mode: logs under ./swanlog, no key needed")
+    found = swanlab_credentials()
+    if found:
+        return Check("swanlab", True, f"cloud mode, key from {found}")
+    return Check("swanlab", False, "report_to swanlab needs a key: export SWANLAB_API_KEY (or run `swanlab login`), or "
+                                   "--set report.swanlab_mode=local, or --set report.report_to=[none]")
+
+
+def _extra_args_check(recipe: Recipe) -> Check:
+    """Every extra_args name is a field of the ms-swift argument class the method's entry point parses: a typo
+    (``pakcing``) would otherwise stop training after the model and data have loaded."""
+    import dataclasses
+    import difflib
+
+    from swiftkit.methods import get_method
+
+    method = get_method(recipe.method)
+    try:
+        import swift.llm.argument as arguments
+
+        fields = {f.name for f in dataclasses.fields(getattr(arguments, method.arguments))}
+    except (ImportError, AttributeError) as exc:
+        return Check("extra_args", False, f"cannot read ms-swift's {method.arguments} to check them ({exc})")
+    problems = []
+    for name in recipe.extra_args:
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"'{name}' is not a `swift {' '.join(method.command)}` argument{hint}")
+    if problems:
+        return Check("extra_args", False, "; ".join(problems))
+    return Check("extra_args", True, f"{', '.join(recipe.extra_args)}: {method.arguments} fields")
 
 
 def _init_check(recipe: Recipe, init_checkpoint: Optional[Path]) -> Check:
@@ -169,7 +232,7 @@ def preflight(
 
     for kind, files in (("data.train", recipe.data.train), ("data.val", recipe.data.val)):
         for name in files:
-            p = Path(name)
+            p = Path(dataset_file(name))
             if not p.is_file():
                 add(Check(kind, False, f"{name}: no such file (run `make prep`?)"))
             elif p.stat().st_size == 0:
@@ -204,8 +267,13 @@ def preflight(
         add(Check("deepspeed", ok, "installed" if ok else "the plan uses --deepspeed but deepspeed is not installed"))
     if recipe.run_train_type == "qlora":
         ok = _installed("bitsandbytes")
-        add(Check("qlora", ok, "bitsandbytes installed" if ok else "lora.qlora needs bitsandbytes (and a CUDA GPU)"))
+        add(Check("qlora", ok, "bitsandbytes installed" if ok else
+                  "lora.qlora needs bitsandbytes: pip install -e '.[qlora]' on the CUDA machine"))
 
+    if "swanlab" in recipe.report.report_to:
+        add(_swanlab_check(recipe))
+    if recipe.extra_args:
+        add(_extra_args_check(recipe))
     if recipe.init_from:
         add(_init_check(recipe, init_checkpoint))
     if recipe.grpo is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from swiftkit.plan import Cluster, Plan
-from swiftkit.preflight import Check
+from swiftkit.preflight import Check, dataset_file
 from swiftkit.recipes import GrpoSpec, Recipe
 from swiftkit.versions import SUPPORTED, in_range, installed
 
@@ -65,7 +65,7 @@ def sample_records(files: list[str], limit: int = SAMPLE_RECORDS) -> list[dict[s
     out: list[dict[str, Any]] = []
     for name in files:
         try:
-            with open(name, encoding="utf-8") as fh:
+            with open(dataset_file(name), encoding="utf-8") as fh:
                 for i, line in enumerate(fh):
                     if i >= limit:
                         break

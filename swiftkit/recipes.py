@@ -90,6 +90,9 @@ class ReportSpec(_Strict):
         default_factory=lambda: ["none"], description="Trackers (--report_to)."
     )
     swanlab_project: Optional[str] = Field(None, description="SwanLab project name (--swanlab_project).")
+    swanlab_mode: Literal["cloud", "local"] = Field(
+        "cloud", description="cloud: upload to SwanLab (needs SWANLAB_API_KEY or a saved `swanlab login`; preflight "
+        "checks); local: log under ./swanlog only, no key (--swanlab_mode).")
 
 
 MS_SWIFT_REWARDS = ("accuracy", "format", "react_format", "cosine", "repetition", "soft_overlong", "toolbench", "math")
@@ -338,18 +341,31 @@ def _grpo_problems(r: Recipe, g: GrpoSpec) -> list[tuple[tuple[Any, ...], str]]:
     return out
 
 
-def _located(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str) -> str:
+def _located(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str,
+             overridden: Optional[dict[tuple[str, ...], str]] = None) -> str:
+    """Where a problem at ``path`` comes from: the ``--set`` that wrote it (or a section above it), else the
+    recipe file's line."""
+    text = tuple(str(p) for p in path)
+    for n in range(len(text), 0, -1):
+        if overridden and text[:n] in overridden:
+            return f"--set {overridden[text[:n]]}"
     line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
     return f"{source}:{line}" if line else source
 
 
-def _format_errors(exc: ValidationError, source: str, text: str) -> list[str]:
+def _overridden(overrides: list[str] | tuple[str, ...]) -> dict[tuple[str, ...], str]:
+    """Each ``--set`` key path -> the ``--set`` as given."""
+    return {tuple(item.partition("=")[0].strip().split(".")): item for item in overrides}
+
+
+def _format_errors(exc: ValidationError, source: str, text: str,
+                   overridden: Optional[dict[tuple[str, ...], str]] = None) -> list[str]:
     lines = _key_lines(text)
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "(recipe)"
-        where = _located(loc, lines, source)
+        where = _located(loc, lines, source, overridden)
         if err["type"] == "extra_forbidden":
             parent = _model_for_path(loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields) if parent else [], n=1)
@@ -474,14 +490,15 @@ def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tu
     if data["name"] != name:
         raise RecipeError([f"{source}: name: '{data['name']}' differs from the file name '{name}'"])
     data = apply_overrides(data, overrides)
+    overridden = _overridden(overrides)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_format_errors(exc, source, text)) from exc
+        raise RecipeError(_format_errors(exc, source, text, overridden)) from exc
     broken = cross_field_problems(recipe)
     if broken:
         lines = _key_lines(text)
-        raise RecipeError([f"{_located(path, lines, source)}: {'.'.join(map(str, path))}: {msg}"
+        raise RecipeError([f"{_located(path, lines, source, overridden)}: {'.'.join(map(str, path))}: {msg}"
                            for path, msg in broken])
     return recipe
 

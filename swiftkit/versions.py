@@ -23,11 +23,13 @@ SUPPORTED: dict[str, str] = {
     "deepspeed": ">=0.14,<0.18",
     "datasets": ">=3.0,<4.0",
     "vllm": ">=0.8,<0.11.1",
+    "bitsandbytes": ">=0.43",
 }
 """Distribution name -> supported specifier."""
 
-OPTIONAL = {"deepspeed", "vllm"}
-"""Packages a CPU install may lack (vLLM needs CUDA; DeepSpeed only matters with several GPUs)."""
+OPTIONAL = {"deepspeed", "vllm", "bitsandbytes"}
+"""Packages a CPU install may lack (vLLM needs CUDA; DeepSpeed only matters with several GPUs; bitsandbytes is the
+`qlora` extra, for lora.qlora on a CUDA GPU)."""
 
 REPORTED = ["ms-swift", "transformers", "torch", "trl", "peft", "deepspeed", "vllm", "datasets", "modelscope",
             "swanlab", "accelerate", "bitsandbytes", "swiftkit"]

@@ -43,6 +43,7 @@ def workspace(tmp_path, monkeypatch):
     _write_data(tmp_path)
     _write_model_config(tmp_path / "models" / "tiny-qwen2")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SWANLAB_API_KEY", SECRET)  # recipes that report to SwanLab pass its preflight check
     return tmp_path
 
 
@@ -420,3 +421,43 @@ def test_nohup_keeps_sighup_ignored():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "alive True", out
+
+
+def test_a_misspelt_extra_flag_fails_preflight_naming_it(workspace, capsys):
+    assert cli_main(["train", "smoke_tiny", "--set", "extra_args.pakcing=true", "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL extra_args: 'pakcing' is not a `swift sft` argument (did you mean 'packing'?)" in out
+    assert cli_main(["train", "smoke_tiny", "--set", "extra_args.packing=false", "--dry-run"]) == 0
+    assert "ok   extra_args: check_model, packing: TrainArguments fields" in capsys.readouterr().out
+
+
+def test_ms_swift_sampling_suffix_is_a_file_with_a_count(workspace):
+    prep = launch.prepare("smoke_tiny", overrides=["data.train=[data/muice/train.jsonl#5]"])
+    assert prep.preflight.ok, prep.preflight.lines()
+    argv = prep.plan.argv
+    assert argv[argv.index("--dataset") + 1] == str(workspace / "data" / "muice" / "train.jsonl") + "#5"
+    missing = launch.prepare("smoke_tiny", overrides=["data.train=[data/muice/nope.jsonl#5]"]).preflight
+    assert [(c.name, c.message) for c in missing.failures] == [
+        ("data.train", f"{workspace / 'data' / 'muice' / 'nope.jsonl'}#5: no such file (run `make prep`?)")]
+
+
+def test_swanlab_without_a_key_is_decided_in_preflight(workspace, monkeypatch, fake_hub):
+    """Without a key SwanLab stops at its hidden interactive login after the model loads: preflight says so."""
+    from swiftkit.preflight import swanlab_credentials
+
+    monkeypatch.delenv("SWANLAB_API_KEY", raising=False)
+    monkeypatch.setenv("SWANLAB_ROOT", str(workspace / "no-swanlab"))
+    monkeypatch.setenv("HOME", str(workspace))
+    assert swanlab_credentials() is None
+    data = ["data.train=[data/muice/train.jsonl]", "data.val=[data/muice/val.jsonl]"]
+    failures = launch.prepare("medical_r1_full", gpu_count=1, overrides=data).preflight.failures
+    assert [(c.name, c.message) for c in failures] == [("swanlab", (
+        "report_to swanlab needs a key: export SWANLAB_API_KEY (or run `swanlab login`), or "
+        "--set report.swanlab_mode=local, or --set report.report_to=[none]"))]
+    local = launch.prepare("medical_r1_full", gpu_count=1, overrides=[*data, "report.swanlab_mode=local"])
+    assert local.preflight.ok and local.plan.argv[local.plan.argv.index("--swanlab_mode") + 1] == "local"
+    (workspace / ".swanlab").mkdir()
+    (workspace / ".swanlab" / ".netrc").write_text("machine api.swanlab.cn\n  login user\n  password k\n")
+    assert swanlab_credentials() == str(workspace / ".swanlab" / ".netrc")  # a saved `swanlab login`
+    monkeypatch.setenv("SWANLAB_API_KEY", "sk-x")
+    assert launch.prepare("medical_r1_full", gpu_count=1, overrides=data).preflight.ok

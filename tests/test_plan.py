@@ -16,6 +16,7 @@ import pytest
 
 from swiftkit.dialect import SWIFT3, SWIFT4, dialect_for
 from swiftkit.errors import SwiftkitError
+from swiftkit.methods import get_method
 from swiftkit.plan import REWARD_PLUGIN, Cluster, plan
 from swiftkit.recipes import list_recipes, load_recipe
 
@@ -108,6 +109,14 @@ def test_global_batch_that_does_not_divide_is_refused():
         plan(load_recipe("muice_full"), Cluster(3))
     with pytest.raises(SwiftkitError, match="does not divide"):
         plan(load_recipe("fortune_lora", ["per_device_batch_size=4"]), Cluster(8))
+    # seed 000's hand-written script used 6 GPUs: the error names the nearest global batches that do divide
+    with pytest.raises(SwiftkitError, match=r"= 6; nearest that do: --set global_batch_size=30 or "
+                                            r"--set global_batch_size=36$"):
+        plan(load_recipe("muice_full"), Cluster(6))
+    with pytest.raises(SwiftkitError, match=r"nearest that do: --set global_batch_size=12$"):  # GRPO: whole groups too
+        plan(load_recipe("smoke_grpo"), Cluster(3))
+    for suggested in (30, 36):
+        plan(load_recipe("muice_full", [f"global_batch_size={suggested}"]), Cluster(6))
 
 
 def test_bad_cluster_options():
@@ -124,6 +133,9 @@ def test_qlora_switch_adds_bnb_4bit():
     assert argv[argv.index("--quant_method") + 1] == "bnb"
     assert argv[argv.index("--quant_bits") + 1] == "4"
     assert "--quant_bits" not in plan(load_recipe("fortune_lora"), Cluster(1)).argv
+    assert argv[argv.index("--bnb_4bit_compute_dtype") + 1] == "bfloat16"
+    fp16 = plan(load_recipe("fortune_lora", ["lora.qlora=true", "torch_dtype=float16"]), Cluster(1)).argv
+    assert fp16[fp16.index("--bnb_4bit_compute_dtype") + 1] == "float16"  # follows the recipe (fp16-only cards)
 
 
 def test_dialect_translation_and_refusal():
@@ -161,10 +173,6 @@ def test_plan_cli_imports_no_torch_and_hides_secrets(tmp_path: Path):
 # ---- every planned flag against ms-swift's own argument classes (imports ms-swift: ~10 s, once) ----
 
 
-ARGUMENT_CLASSES = {"sft": "TrainArguments", "grpo": "RLHFArguments"}
-"""The ms-swift argument class each method's entry point parses (sft_main: TrainArguments; rlhf_main: RLHFArguments)."""
-
-
 @pytest.fixture(scope="module")
 def method_parsers():
     import dataclasses
@@ -173,22 +181,18 @@ def method_parsers():
 
     import swift.llm.argument as arguments
 
+    from swiftkit.methods import METHODS
+
     out = {}
-    for method, name in ARGUMENT_CLASSES.items():
-        cls = getattr(arguments, name)
-        out[method] = (HfArgumentParser(cls), {f.name for f in dataclasses.fields(cls)})
+    for method in METHODS.values():
+        cls = getattr(arguments, method.arguments)
+        out[method.name] = (HfArgumentParser(cls), {f.name for f in dataclasses.fields(cls)})
     return out
 
 
 @pytest.fixture(scope="module")
 def sft_parser(method_parsers):
     return method_parsers["sft"]
-
-
-def test_every_method_has_an_argument_class():
-    from swiftkit.methods import METHODS
-
-    assert set(ARGUMENT_CLASSES) == set(METHODS)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -202,7 +206,7 @@ def test_every_planned_flag_is_an_argument_of_its_method_and_parses(name: str, m
             p = plan(recipe, cluster, output_dir="/tmp/out", resume_from="/tmp/out/checkpoint-1")
             argv = p.method_argv
             flags = [t[2:] for t in argv if t.startswith("--")]
-            cls = ARGUMENT_CLASSES[recipe.method]
+            cls = get_method(recipe.method).arguments
             assert not set(flags) - fields, f"{name}@{label}: not {cls} fields: {set(flags) - fields}"
             namespace, rest = parser.parse_known_args(argv)  # parses values without building model or trainer
             assert rest == [], f"{name}@{label}: unparsed {rest}"

@@ -248,3 +248,13 @@ def test_a_recipes_system_prompt_is_the_one_its_prep_source_writes():
         recipe = load_recipe(name)
         if recipe.data.system is not None:
             assert recipe.data.system == get_source(recipe.data.source).system, name
+
+
+def test_a_bad_set_is_blamed_on_the_set_not_on_the_recipe_file():
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(GOOD, source="r.yaml", name="r", overrides=["learning_rate=abc", "launch.nproc_per_node=0"])
+    assert [p.split(": ")[0] for p in err.value.problems] == ["--set learning_rate=abc", "--set launch.nproc_per_node=0"]
+    with pytest.raises(RecipeError, match=r"^--set eval_steps=5: eval_steps: eval_steps needs data.val files$"):
+        parse_recipe(GOOD, source="r.yaml", name="r", overrides=["eval_steps=5"])
+    with pytest.raises(RecipeError, match=r"^r.yaml:9: global_batch_size: .* not a multiple of per_device_batch_size 3"):
+        parse_recipe(GOOD, source="r.yaml", name="r", overrides=["per_device_batch_size=3"])

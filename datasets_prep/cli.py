@@ -25,6 +25,15 @@ is written into the data): --system replaces it; --keep-system keeps the data's 
 Defaults: --val-ratio 0.1 (when the source has no val file), --seed 42, --score-choices 8,8.5,9,9.5,10,
 --max-length 2048. Same inputs and seed give byte-identical outputs.
 
+Data as its authors have it: --encoding gbk reads a CSV/JSON/JSONL that Excel saved on Chinese Windows (without
+it, such a file is refused with one line saying so); --columns actions=行动,question=问题,answer=回答 renames input
+columns before the reader sees them (a FROM the file lacks is an error listing its columns). \r\n and lone \r
+inside any message become \n (counted in the manifest's line_ends_normalized). An actions answer tag <&X&> that the
+record's 行动 list does not offer is a reject. With actions, --system replaces the instruction only; each record's
+action list follows it. --keep-duplicates keeps exact duplicates (manifest: duplicates_kept). --over-length
+drop|truncate rejects, or cuts the last assistant answer of, records over --max-length tokens (manifest:
+over_length). A record whose own system prompt gives way to the source's is counted (manifest: system_replaced).
+
 --out may not overlap --src (the same folder, or one inside the other): refused, as the outputs would replace
 or be read as the source. One prep at a time writes into an --out (a lock, OUT/.prep.lock): a second fails at
 once naming the first's pid. The outputs appear together when the run finishes; an error, Ctrl-C or SIGTERM
@@ -56,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, help="file, folder, modelscope://owner/name or hf://owner/name")
     parser.add_argument("--out", required=True, help="output folder (created)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--system", help="system prompt for every record (replaces the source default and the data's)")
+    group.add_argument("--system", help="system prompt for every record (replaces the source default and the data's; "
+                                        "for actions it replaces the instruction and the record's action list stays)")
     group.add_argument("--keep-system", action="store_true", default=None,
                        help="keep each record's own system prompt; the default only where a record has none")
     parser.add_argument("--val-ratio", type=float, default=0.1, help="val share when the source has no val file (default 0.1)")
@@ -71,12 +81,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=2048, help="token length reported against (default 2048)")
     parser.add_argument("--model-name", nargs=2, metavar=("ZH", "EN"), help="fills {{NAME}} placeholders")
     parser.add_argument("--model-author", nargs=2, metavar=("ZH", "EN"), help="fills {{AUTHOR}} placeholders")
+    parser.add_argument("--encoding", metavar="ENC",
+                        help="text encoding of CSV/JSON/JSONL inputs (default utf-8; e.g. gbk or gb18030 for a CSV "
+                             "saved by Excel on Chinese Windows, utf-8-sig)")
+    parser.add_argument("--columns", metavar="FROM=TO,...",
+                        help="rename input columns/fields before the reader sees them (CSV, Parquet, JSON objects), "
+                             "e.g. actions=行动,question=问题,answer=回答")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep exact duplicate records (counted as kept, in the manifest's duplicates_kept)")
+    parser.add_argument("--over-length", choices=("keep", "truncate", "drop"), default="keep",
+                        help="records over --max-length tokens: keep (default; counted), drop (rejected, naming the "
+                             "count) or truncate (the last assistant message cut to fit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def summary_line(manifest: dict[str, Any], out: str) -> str:
+    kept = f" (kept {manifest['duplicates_kept']} duplicate(s))" if manifest.get("duplicates_kept") else ""
     line = (f"{manifest['source']}: read {manifest['read']}, train {manifest['train']}, val {manifest['val']}, "
-            f"rejected {manifest['rejected']}, duplicates {manifest['duplicates']} -> {out}")
+            f"rejected {manifest['rejected']}, duplicates {manifest['duplicates']}{kept} -> {out}")
     stats = manifest.get("token_lengths")
     if stats and stats.get("records"):
         line += (f" | tokens min {stats['min']} median {stats['median']} p95 {stats['p95']} max {stats['max']}, "
@@ -96,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
     get_source(args.source)  # unknown source fails before any work
     options = dict(system=args.system, keep_system=args.keep_system, val_ratio=args.val_ratio, seed=args.seed,
                    score_choices=args.score_choices, single_turn=args.single_turn, max_length=args.max_length,
-                   model_name=args.model_name, model_author=args.model_author, score_from=args.score_from)
+                   model_name=args.model_name, model_author=args.model_author, score_from=args.score_from,
+                   encoding=args.encoding, columns=args.columns, keep_duplicates=args.keep_duplicates,
+                   over_length=args.over_length)
     out = shown(args.out)
     try:
         with stop_on_signals():  # SIGINT/SIGTERM unwind like an error: temp files removed, lock released

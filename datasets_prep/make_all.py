@@ -4,7 +4,7 @@
   make prep SRC_DIR=~/downloads DATA_DIR=data     # ~/downloads/muice, ~/downloads/medical_r1, ...
 
 Each subfolder of --src-dir named after a source (muice, fortune, medical_r1, actions) is converted with that
-source's defaults; other options (--seed, --val-ratio, --max-length) apply to all. Scores are placeholders
+source's defaults (any other subfolder is reported on stderr, one line each, not skipped silently); other options (--seed, --val-ratio, --max-length) apply to all. Scores are placeholders
 unless --score-from SOURCE=FIELD names a source's own rating (repeatable), e.g.
 
   make prep SRC_DIR=~/downloads ARGS="--score-from medical_r1=metrics.quality_f1"
@@ -50,6 +50,30 @@ def score_fields(pairs: Sequence[str], names: Sequence[str]) -> dict[str, str]:
     return fields
 
 
+def unknown_folders(src_dir: Path) -> list[str]:
+    """One line per subfolder of ``src_dir`` that `make prep` does not convert (never skipped silently)."""
+    from datasets_prep.registry import MAKE_ALL_SOURCES, SOURCES
+
+    from datasets_prep.oserrors import shown
+
+    known = ", ".join(MAKE_ALL_SOURCES)
+    lines = []
+    try:
+        entries = sorted(p for p in src_dir.iterdir() if not p.name.startswith(".") and p.is_dir())
+    except OSError:
+        return lines  # a folder that cannot be listed fails later, naming it
+    for path in entries:
+        name = path.name
+        if name in MAKE_ALL_SOURCES:
+            continue
+        if name in SOURCES:
+            lines.append(f"make prep: skipping {shown(name)}/ (make prep converts only {known}; "
+                         f"run `swiftkit prep {name} --src {shown(path)}`)")
+        else:
+            lines.append(f"make prep: skipping {shown(name)}/ (no source of that name; known: {known})")
+    return lines
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from datasets_prep.interrupt import Interrupted, stop_on_signals
     from datasets_prep.oserrors import shown
@@ -77,6 +101,9 @@ def _make_all(args: argparse.Namespace) -> None:
     if not src_dir.is_dir():
         raise SwiftkitError(f"--src-dir {src_dir}: no such folder")
     names = args.sources or [n for n in MAKE_ALL_SOURCES if (src_dir / n).exists()]
+    if not args.sources:
+        for line in unknown_folders(src_dir):
+            print(line, file=sys.stderr, flush=True)
     for name in names:
         get_source(name)
     if not names:

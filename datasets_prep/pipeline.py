@@ -34,6 +34,7 @@ from datasets_prep.outdir import OutputDir, check_apart
 from datasets_prep.records import Conversation, Reject
 from datasets_prep.registry import get_source
 from datasets_prep.scorefield import ScoreField
+from datasets_prep.sourcefiles import check_encoding, parse_columns
 from datasets_prep.validate import check_messages
 from swiftkit.atomic import json_text
 from swiftkit.errors import SwiftkitError
@@ -41,6 +42,7 @@ from swiftkit.errors import SwiftkitError
 DEFAULT_SCORES = (8.0, 8.5, 9.0, 9.5, 10.0)
 DEFAULT_MAX_LENGTH = 2048
 COLUMNS = ("messages", "score", "solution")  # the keys of every output line, in order
+OVER_LENGTH = ("keep", "truncate", "drop")
 PROGRESS_EVERY = 1000
 _PLACEHOLDER = re.compile(r"\{\{(NAME|AUTHOR)\}\}")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -74,6 +76,18 @@ def build_messages(conv: Conversation, *, system: str, single_turn: bool,
         for m in messages:
             m["content"] = _fill(m["content"], model_name, model_author, idx)
     return messages
+
+
+def _one_line_ends(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with ``\\r\\n`` and lone ``\\r`` in every content made ``\\n`` (Excel writes CRLF inside quoted
+    CSV cells), so the model never learns ``\\r``. New dicts: the shared system message is never mutated."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str) and "\r" in content:
+            m = {**m, "content": content.replace("\r\n", "\n").replace("\r", "\n")}
+        out.append(m)
+    return out
 
 
 def _unfilled(messages: list[dict[str, Any]]) -> Optional[str]:
@@ -159,6 +173,10 @@ def prep(
     token_stats: bool = True,
     histogram: bool = True,
     progress: Optional[Callable[[int], None]] = None,
+    encoding: Optional[str] = None,
+    columns: Any = None,
+    keep_duplicates: bool = False,
+    over_length: str = "keep",
 ) -> dict[str, Any]:
     """Convert ``src`` (path or hub id) of ``source`` into ``out``; returns the manifest (also written).
 
@@ -166,6 +184,11 @@ def prep(
     dotted field path into the raw record (``metrics.quality_f1``) whose number becomes the score; a record
     without one is rejected. Without it the score is a placeholder drawn from ``score_choices``.
     ``token_stats=False`` skips the tokenizer (benchmarks time it on its own); a real prep keeps it on.
+
+    ``encoding`` decodes CSV/JSON/JSONL text (default UTF-8); ``columns`` ({FROM: TO} or "FROM=TO,...") renames
+    input fields before the reader sees them. ``keep_duplicates`` keeps exact duplicate records (counted in
+    ``duplicates_kept``, as kept). ``over_length``: ``keep`` (counted only), ``drop`` (a reject naming the count and
+    the limit) or ``truncate`` (the last assistant message cut so that the record fits; a reject where it cannot).
     """
     entry = get_source(source)
     if not 0.0 <= val_ratio < 1.0:
@@ -180,6 +203,10 @@ def prep(
                              "--model-author": model_author})
     if max_length < 1:
         raise SwiftkitError(f"--max-length {max_length}: must be positive")
+    if over_length not in OVER_LENGTH:
+        raise SwiftkitError(f"--over-length {shown(str(over_length))}: choose {', '.join(OVER_LENGTH)}")
+    codec = check_encoding(encoding)
+    renames = parse_columns(columns)
     scorer = ScoreField(score_from) if score_from is not None else None
     keep = entry.keep_system if keep_system is None else keep_system
     src_text = os.fspath(src)
@@ -196,16 +223,19 @@ def prep(
     seeded = hashlib.blake2b(digest_size=16, key=key)  # copied per record: cheaper than keying each hash
     seen_add = DigestSet().add
     counts = {"read": 0, "train": 0, "val": 0, "rejected": 0, "duplicates": 0}
+    n_replaced = n_line_ends = n_dup_kept = n_over = n_truncated = 0
     inputs: dict[str, str] = {}
     first_reject: Optional[Reject] = None
     moved = False
 
     with OutputDir(out_dir) as outputs:  # locked from here; every file written below appears only at commit()
         counter = None
-        if token_stats:
-            from datasets_prep.stats import LengthCounter, qwen_batch_encoder
+        measure = over_length != "keep"  # count each record's tokens as it comes (to drop or cut it)
+        if token_stats or measure:
+            from datasets_prep.stats import LengthCounter, fit_last_answer, qwen_batch_encoder, render
 
-            counter = LengthCounter(qwen_batch_encoder())
+            count_tokens = qwen_batch_encoder()
+            counter = LengthCounter(count_tokens) if token_stats else None
         train = _Sink(outputs.open("train.jsonl", "w+b"), out_dir / "train.jsonl")
         val = _Sink(outputs.open("val.jsonl"), out_dir / "val.jsonl")
         rejects = _Sink(outputs.open("rejects.jsonl"), out_dir / "rejects.jsonl")
@@ -217,7 +247,9 @@ def prep(
             rejects.buf.append(fastjson.dumps(item.as_json()) + b"\n")
             rejects.flush()
 
-        constant_system = system if system is not None else entry.system if entry.system_builder is None else None
+        # A source that builds its prompt per record (actions) keeps building it with --system: the given text
+        # replaces only the instruction, the record's action list stays.
+        constant_system = None if entry.system_builder is not None else system if system is not None else entry.system
         system_message = {"role": "system", "content": constant_system}  # shared: nothing mutates it on this path
         data_system = system is None and keep
         fill = model_name is not None or model_author is not None
@@ -226,19 +258,25 @@ def prep(
         lowest_rank = 1 << 64
         lowest_line = b""
         score_min, score_max = float("inf"), float("-inf")
-        for item in entry.read(specs, inputs, scorer):
+        # --encoding/--columns passed only when given: the plain call is the one every Source.read takes
+        read_options = {k: v for k, v in (("encoding", codec), ("columns", renames)) if v is not None}
+        for item in entry.read(specs, inputs, scorer, **read_options):
             n_read += 1
             if not n_read % PROGRESS_EVERY and progress is not None:
                 progress(PROGRESS_EVERY)
             if item.__class__ is Reject:
                 reject(item)
                 continue
-            if data_system and isinstance(item.system, str) and item.system.strip():
-                sys_message = {"role": "system", "content": item.system}
-            elif constant_system is not None:
-                sys_message = system_message
+            own = item.system
+            if data_system and own.__class__ is str and own.strip():
+                sys_message = {"role": "system", "content": own}
             else:
-                sys_message = {"role": "system", "content": entry.default_system(item, seed)}
+                if own.__class__ is str and own.strip():
+                    n_replaced += 1  # the record's own prompt gives way to the source's (or --system)
+                if constant_system is not None:
+                    sys_message = system_message
+                else:
+                    sys_message = {"role": "system", "content": entry.default_system(item, seed, system)}
             if fill:
                 messages = build_messages(item, system=sys_message["content"], single_turn=single_turn,
                                           model_name=model_name, model_author=model_author)
@@ -257,13 +295,38 @@ def prep(
             if b"{{" in body and (reason := _unfilled(messages)) is not None:
                 reject(Reject(item.file, item.line, reason, item.raw))
                 continue
+            if b"\\r" in body:  # JSON writes a CR as \r; rare, so the check is all most records pay
+                messages = _one_line_ends(messages)
+                fixed = dumps(messages)
+                if fixed != body:
+                    body = fixed
+                    n_line_ends += 1
+            n_tokens = -1
+            if measure:
+                n_tokens = count_tokens([render(messages)])[0]
+                if n_tokens > max_length:
+                    n_over += 1
+                    fitted = None
+                    if over_length == "truncate":
+                        fitted = fit_last_answer(messages, max_length, n_tokens, count_tokens)
+                    if fitted is None:
+                        how = ("" if over_length == "drop" else
+                               "; cutting the last answer cannot make it fit")
+                        reject(Reject(item.file, item.line, f"{n_tokens} tokens, over --max-length {max_length}"
+                                      f"{how} (--over-length {over_length})", item.raw))
+                        continue
+                    messages, n_tokens = fitted
+                    body = dumps(messages)
+                    n_truncated += 1
             hasher = seeded.copy()
             hasher.update(body)
             digest = hasher.digest()
             tail = int.from_bytes(digest[8:], "big")  # picks the score; also the dedupe key
             if not seen_add(tail | 1):
-                n_dup += 1
-                continue
+                if not keep_duplicates:
+                    n_dup += 1
+                    continue
+                n_dup_kept += 1
             if scorer is None:
                 score = score_text[tail % n_choices]
             else:
@@ -291,7 +354,10 @@ def prep(
                 if forced is None and rank < lowest_rank:
                     lowest_rank, lowest_line = rank, line
             if counter is not None:
-                counter.add(messages)
+                if n_tokens >= 0:
+                    counter.add_count(n_tokens)
+                else:
+                    counter.add(messages)
         train.flush()
         val.flush()
         counts.update(read=n_read, train=n_train, val=n_val, duplicates=n_dup)
@@ -317,8 +383,18 @@ def prep(
                 "single_turn": single_turn, "max_length": max_length,
                 "model_name": list(model_name) if model_name else None,
                 "model_author": list(model_author) if model_author else None,
-                "score_from": score_from,
+                "score_from": score_from, "encoding": encoding, "columns": renames,
+                "keep_duplicates": keep_duplicates, "over_length": over_length,
             },
+            # kept exact duplicates (--keep-duplicates): counted in train/val, not in "duplicates"
+            "duplicates_kept": n_dup_kept,
+            # records whose own system prompt was replaced by the source's (or --system)
+            "system_replaced": n_replaced,
+            # records with \r\n or a lone \r in a message, written with \n
+            "line_ends_normalized": n_line_ends,
+            "over_length": ({"policy": "keep"} if not measure else
+                            {"policy": over_length, "over": n_over, "truncated": n_truncated,
+                             "dropped": n_over - n_truncated}),
             "columns": list(COLUMNS),
             "score": ({"source": "placeholder", "choices": choices} if scorer is None else
                       {"source": "field", "field": score_from, "min": score_min, "max": score_max}),

@@ -20,16 +20,23 @@ FORTUNE_SYSTEM = (
     "你是一位精通八字算命、紫微斗数、风水、易经卦象、塔罗牌占卜、星象、面相手相和运势预测等方面的算命大师。请回答以下算命问题。"
 )
 MEDICAL_SYSTEM = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
-ACTIONS_PREFIX = "回答用户的问题，根据需要可在下列动作中选择一个或多个执行，注意动作执行和问题回答的先后顺序。\n\n可选动作: \n"
+ACTIONS_INTRO = "回答用户的问题，根据需要可在下列动作中选择一个或多个执行，注意动作执行和问题回答的先后顺序。"
+ACTIONS_LIST_HEAD = "\n\n可选动作: \n"
+ACTIONS_PREFIX = ACTIONS_INTRO + ACTIONS_LIST_HEAD
 GENERIC_SYSTEM = "You are a helpful assistant."
 
 
-def actions_system(conv: Conversation, seed: int) -> str:
-    """The seed's prompt: this record's actions, shuffled reproducibly from (seed, record), one per line."""
+def actions_system(conv: Conversation, seed: int, intro: Optional[str] = None) -> str:
+    """The seed's prompt: this record's actions, shuffled reproducibly from (seed, record), one per line.
+
+    ``intro`` (``--system``) replaces the instruction before the list; the list itself is always kept, since the
+    model can only pick actions it is shown.
+    """
     acts = list(conv.actions or [])
     user = conv.turns[0]["content"] if conv.turns else ""
     random.Random(f"{seed}\x00{'、'.join(acts)}\x00{user}").shuffle(acts)
-    return ACTIONS_PREFIX + "\n".join(f"- {a}" for a in acts) + "\n"
+    head = ACTIONS_PREFIX if intro is None else intro + ACTIONS_LIST_HEAD
+    return head + "\n".join(f"- {a}" for a in acts) + "\n"
 
 
 @dataclass(frozen=True)
@@ -38,18 +45,23 @@ class Source:
     convert: Converter  # one parsed record -> Conversation fields (raises FieldError)
     description: str
     system: Optional[str] = None
-    system_builder: Optional[Callable[[Conversation, int], str]] = None
+    system_builder: Optional[Callable[[Conversation, int, Optional[str]], str]] = None  # (record, seed, --system)
     hub_id: Optional[str] = None
     keep_system: bool = False  # generic shapes keep the data's own system prompt by default
     files: Callable[[Path], list[FileSpec]] = plain_files  # which files of --src to read, in order
 
     def read(self, specs: list[FileSpec], digests: Optional[dict[str, str]] = None,
-             score_from: Optional[ScoreField] = None) -> Iterator[Item]:
-        return convert_files(specs, self.convert, digests, score_from)
+             score_from: Optional[ScoreField] = None, *, encoding: Optional[str] = None,
+             columns: Optional[dict[str, str]] = None) -> Iterator[Item]:
+        return convert_files(specs, self.convert, digests, score_from, encoding=encoding, columns=columns)
 
-    def default_system(self, conv: Conversation, seed: int) -> str:
+    def default_system(self, conv: Conversation, seed: int, given: Optional[str] = None) -> str:
+        """The record's system prompt: built per record where the source builds one (``given``, the --system
+        text, replaces only its instruction), else ``given`` or the source's constant."""
         if self.system_builder is not None:
-            return self.system_builder(conv, seed)
+            return self.system_builder(conv, seed, given)
+        if given is not None:
+            return given
         assert self.system is not None
         return self.system
 

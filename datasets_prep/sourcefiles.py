@@ -11,6 +11,7 @@ Nothing here holds a whole JSONL/CSV/Parquet file in memory; a JSON array is par
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -31,6 +32,69 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _BOM = b"\xef\xbb\xbf"
 _BLOCK = 1 << 20
 _TOO_DEEP = object()  # marks a JSON array element nested too deep to parse
+_SNIFF = 1 << 16  # bytes of a text file checked for UTF-8 (and for GBK, to hint --encoding) before reading
+_UTF8 = ("utf-8", "utf-8-sig")
+
+
+def check_encoding(encoding: Optional[str]) -> Optional[str]:
+    """``--encoding`` as Python's codec name (``None``: UTF-8, BOM accepted); an unknown one is a one-line error."""
+    if encoding is None:
+        return None
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, ValueError):
+        raise SwiftkitError(f"--encoding {shown(encoding)}: unknown encoding (e.g. utf-8, gbk, gb18030, "
+                            "utf-8-sig)") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise SwiftkitError(f"--encoding {shown(encoding)}: not a text encoding")
+    return None if info.name in _UTF8 else info.name
+
+
+def parse_columns(spec: Any) -> Optional[dict[str, str]]:
+    """``--columns FROM=TO,...`` as {FROM: TO} (a mapping is taken as it is); a malformed one is a one-line error."""
+    if spec is None or isinstance(spec, dict):
+        return spec or None
+    mapping: dict[str, str] = {}
+    for pair in str(spec).split(","):
+        old, sep, new = (part.strip() for part in pair.partition("="))
+        if not sep or not old or not new:
+            raise SwiftkitError(f"--columns {shown(spec)!r}: expected FROM=TO[,FROM=TO...], e.g. "
+                                "actions=行动,question=问题,answer=回答")
+        if old in mapping:
+            raise SwiftkitError(f"--columns {shown(spec)!r}: column '{shown(old)}' is renamed twice")
+        mapping[old] = new
+    if len(set(mapping.values())) != len(mapping):
+        raise SwiftkitError(f"--columns {shown(spec)!r}: two columns are renamed to the same name")
+    return mapping
+
+
+def _looks_gbk(sample: bytes) -> bool:
+    """Whether ``sample`` (not valid UTF-8) decodes as GB18030 (GBK's superset), a cut character at the end aside."""
+    for cut in range(4):
+        try:
+            sample[:len(sample) - cut].decode("gb18030")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
+
+
+def sniff_utf8(path: Path, name: str) -> None:
+    """Refuse, with one line, a text file whose start is not UTF-8 but reads as GBK: what Excel saves a CSV as on
+    Chinese Windows. Only the first 64 KiB are checked (a stray bad byte later is that record's reject)."""
+    with open(path, "rb") as fh:
+        sample = fh.read(_SNIFF)
+    try:
+        sample.decode("utf-8")
+        return
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.end == len(sample) and len(sample) == _SNIFF:
+            return  # a character cut by the sample's end
+        start = exc.start
+    if not _looks_gbk(sample):
+        return  # not GBK either: the bad records are rejects, the rest is kept
+    raise SwiftkitError(f"{name}: not valid UTF-8 (byte 0x{sample[start]:02x} at offset {start}); it looks like GBK, "
+                        "which Excel writes on Chinese Windows: pass --encoding gbk")
 
 
 def list_data_files(root: Path) -> list[Path]:
@@ -90,32 +154,84 @@ def _stat(path: Path) -> os.stat_result:
                         "move it out of --src")
 
 
-def iter_file(path: Path, label: str | None = None,
-              digests: Optional[dict[str, str]] = None) -> Iterator[Union[RawRecord, Reject]]:
+def iter_file(path: Path, label: str | None = None, digests: Optional[dict[str, str]] = None, *,
+              encoding: Optional[str] = None,
+              columns: Optional[dict[str, str]] = None) -> Iterator[Union[RawRecord, Reject]]:
     """Raw records of one file; ``label`` is the file name written into rejects (default: the path).
 
     With ``digests``, the file's sha256 is stored there under ``label`` once the file has been read.
+    ``encoding`` (from ``check_encoding``; ``None`` = UTF-8) is how CSV/JSON/JSONL text is decoded; without it, a
+    file that is not UTF-8 but reads as GBK is a one-line error hinting ``--encoding gbk``. ``columns`` renames
+    fields ({FROM: TO}) before any reader sees them: CSV and Parquet rename their header once, JSON objects are
+    renamed per record; a FROM that the file never has is a one-line error naming the file and its columns.
     """
     name = label or shown(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise SwiftkitError(f"{shown(path)}: unsupported file type '{shown(suffix)}' (use {', '.join(SUFFIXES)})")
     try:  # an OSError here is about this one file: one line naming it
+        if suffix != ".parquet" and encoding is None:
+            sniff_utf8(path, name)
         if suffix in (".json", ".jsonl"):
             with open(path, "rb") as fh:
                 head = fh.read(4096).lstrip(_BOM).lstrip()
-            if not head.startswith(b"["):
-                yield from _iter_jsonl(path, name, digests)
-                return
-            yield from _iter_json_array(path, name)
+            if encoding is not None:
+                records = _iter_json_text(path, name, encoding)
+            elif not head.startswith(b"["):
+                records = _iter_jsonl(path, name, digests)
+            else:
+                records = _iter_json_array(path, name)
+            yield from (records if columns is None else _rename_json(records, name, columns))
+            if encoding is None and not head.startswith(b"["):
+                return  # JSON Lines hashed its blocks on the way
         elif suffix == ".csv":
-            yield from _iter_csv(path, name)
+            yield from _iter_csv(path, name, encoding, columns)
         else:
-            yield from _iter_parquet(path, name)
+            yield from _iter_parquet(path, name, columns)
         if digests is not None:  # small formats: hash the file once it has been read
             digests[name] = sha256_file(path)
     except OSError as exc:
         raise os_failure(path, "read", exc) from None
+
+
+def _missing_columns(name: str, columns: dict[str, str], have: Any, what: str = "columns") -> SwiftkitError:
+    missing = [old for old in columns if old not in have]
+    listed = ", ".join(shown(str(c)) for c in have) or "none"
+    return SwiftkitError(f"--columns: {name} has no column {', '.join(repr(shown(m)) for m in missing)} "
+                         f"({what}: {listed})")
+
+
+def _renamed_header(name: str, header: list[str], columns: dict[str, str]) -> list[str]:
+    """A tabular file's header with --columns applied, checked: every FROM present, no name twice after it."""
+    if any(old not in header for old in columns):
+        raise _missing_columns(name, columns, header)
+    renamed = [columns.get(c, c) for c in header]
+    clash = next((c for c in renamed if renamed.count(c) > 1), None)
+    if clash is not None:
+        raise SwiftkitError(f"--columns: {name} would have two columns named '{shown(clash)}' (it already has one; "
+                            f"columns: {', '.join(map(shown, header))})")
+    return renamed
+
+
+def _rename_json(records: Iterator[Union[RawRecord, Reject]], name: str,
+                 columns: dict[str, str]) -> Iterator[Union[RawRecord, Reject]]:
+    """JSON objects with their top-level keys renamed; a FROM no record of the file has is an error at its end."""
+    seen: set[str] = set()
+    keys: dict[str, None] = {}
+    wanted = set(columns)
+    for item in records:
+        if item.__class__ is not Reject and item[2].__class__ is dict:
+            line, raw, obj = item
+            if len(keys) < 50:
+                keys.update(dict.fromkeys(obj))
+            if not wanted.isdisjoint(obj):
+                seen.update(wanted.intersection(obj))
+                obj = {columns.get(k, k): v for k, v in obj.items()}
+                item = (line, raw, obj)
+        yield item
+    if seen != wanted:
+        raise _missing_columns(name, {c: columns[c] for c in columns if c not in seen}, list(keys),
+                               "keys its records have")
 
 
 def _iter_jsonl(path: Path, name: str, digests: Optional[dict[str, str]] = None) -> Iterator[Union[RawRecord, Reject]]:
@@ -152,6 +268,35 @@ def _iter_jsonl(path: Path, name: str, digests: Optional[dict[str, str]] = None)
                 break
     if digests is not None and sha is not None:
         digests[name] = sha.hexdigest()
+
+
+def _iter_json_text(path: Path, name: str, encoding: str) -> Iterator[Union[RawRecord, Reject]]:
+    """JSON Lines or a JSON array in a non-UTF-8 encoding (``--encoding gbk``): decoded as text, then read as
+    UTF-8 like any other (bytes the encoding cannot decode are that record's reject)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    text = data.decode(encoding, "surrogateescape")
+    if text.lstrip("\ufeff \t\r\n").startswith("["):
+        yield from _iter_json_array(path, name, text=text, encoding=encoding)
+        return
+    loads, error = fastjson.loads, fastjson.DecodeError
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if lineno == 1:
+            line = line.lstrip("\ufeff")
+        if not line.strip():
+            continue
+        if (reason := _bad_text(line)) is not None:
+            reason = reason.replace("UTF-8", encoding)
+            yield Reject(name, lineno, reason, _clean(line))
+            continue
+        encoded = line.encode("utf-8")
+        try:
+            obj = loads(encoded)
+        except error:
+            yield Reject(name, lineno, fastjson.explain(encoded), line)
+            continue
+        yield lineno, encoded, obj
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -201,9 +346,12 @@ def _value_end(text: str, pos: int) -> int:
 _BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
-def _iter_json_array(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
-    with open(path, "rb") as fh:
-        text = fh.read().removeprefix(_BOM).decode("utf-8", "surrogateescape")
+def _iter_json_array(path: Path, name: str, text: Optional[str] = None,
+                     encoding: str = "UTF-8") -> Iterator[Union[RawRecord, Reject]]:
+    if text is None:
+        with open(path, "rb") as fh:
+            text = fh.read().removeprefix(_BOM).decode("utf-8", "surrogateescape")
+    text = text.removeprefix("\ufeff")
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
     lineno, counted_to = 1, 0
@@ -234,7 +382,7 @@ def _iter_json_array(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]
         if obj is _TOO_DEEP:
             yield Reject(name, lineno, "invalid JSON: nested too deep to parse", _clean(raw))
         elif (reason := _bad_text(obj)) is not None:
-            yield Reject(name, lineno, reason, _clean(raw))
+            yield Reject(name, lineno, reason.replace("UTF-8", encoding), _clean(raw))
         else:
             yield lineno, raw, obj
         pos = skip(end)
@@ -247,14 +395,21 @@ def _iter_json_array(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]
         raise SwiftkitError(f"{name}:{lineno}: invalid JSON array (expected ',' or ']'); records after it cannot be read")
 
 
-def _iter_csv(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+def _iter_csv(path: Path, name: str, encoding: Optional[str] = None,
+              columns: Optional[dict[str, str]] = None) -> Iterator[Union[RawRecord, Reject]]:
+    with open(path, encoding=encoding or "utf-8-sig", errors="surrogateescape", newline="") as fh:
+        if encoding is not None:  # a BOM some tools write even before non-UTF-8 text
+            if fh.read(1) != "\ufeff":
+                fh.seek(0)
         reader = csv.DictReader(fh)
+        if columns is not None:
+            reader.fieldnames = _renamed_header(name, list(reader.fieldnames or []), columns)
+        bad_text = "invalid UTF-8" if encoding is None else f"invalid {encoding}"
         for row in reader:
             lineno = reader.line_num
             raw = json.dumps(row, ensure_ascii=False)
             if (reason := _bad_text(row)) is not None:
-                yield Reject(name, lineno, reason, _clean(raw))
+                yield Reject(name, lineno, reason.replace("invalid UTF-8", bad_text), _clean(raw))
                 continue
             if None in row:  # more cells than header columns
                 yield Reject(name, lineno, f"row has {len(reader.fieldnames or []) + len(row[None])} cells, header has {len(reader.fieldnames or [])}", raw)
@@ -262,7 +417,7 @@ def _iter_csv(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
             yield lineno, raw, row
 
 
-def _iter_parquet(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
+def _iter_parquet(path: Path, name: str, columns: Optional[dict[str, str]] = None) -> Iterator[Union[RawRecord, Reject]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -272,9 +427,14 @@ def _iter_parquet(path: Path, name: str) -> Iterator[Union[RawRecord, Reject]]:
         raise  # the file cannot be read at all: iter_file names it
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise SwiftkitError(f"{name}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    names = None
+    if columns is not None:
+        names = _renamed_header(name, list(pf.schema_arrow.names), columns)
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=1024):
+            if names is not None:
+                batch = batch.rename_columns(names)
             for obj in batch.to_pylist():
                 row += 1
                 yield row, json.dumps(obj, ensure_ascii=False, default=str), obj

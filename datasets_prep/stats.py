@@ -20,11 +20,16 @@ def render(messages: Sequence[dict[str, Any]]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def qwen_batch_encoder() -> Callable[[list[str]], list[int]]:
-    """A function mapping texts to token counts, using the cached offline Qwen tokenizer (loaded once)."""
+def _qwen_backend() -> Any:
     from swiftkit.qwen_tokenizer import load_qwen_tokenizer
 
-    backend = load_qwen_tokenizer().backend_tokenizer
+    return load_qwen_tokenizer().backend_tokenizer
+
+
+@functools.lru_cache(maxsize=1)
+def qwen_batch_encoder() -> Callable[[list[str]], list[int]]:
+    """A function mapping texts to token counts, using the cached offline Qwen tokenizer (loaded once)."""
+    backend = _qwen_backend()
     # tokenizers >= 0.21: encode_batch_fast skips offset tracking (~40% faster here); same ids
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
 
@@ -32,6 +37,27 @@ def qwen_batch_encoder() -> Callable[[list[str]], list[int]]:
         return [len(enc.ids) for enc in encode(texts, add_special_tokens=False)]
 
     return count
+
+
+def fit_last_answer(messages: list[dict[str, Any]], max_length: int, total: int,
+                    count: Callable[[list[str]], list[int]]) -> Optional[tuple[list[dict[str, Any]], int]]:
+    """``--over-length truncate``: ``messages`` (``total`` tokens, over ``max_length``) with the last assistant
+    message's content cut at a token boundary so that the record fits, and its new token count; ``None`` when even
+    a one-token answer does not fit. The other messages are not touched (a cut question or system prompt would
+    teach the model nonsense). Re-counted after each cut, since tokens can merge differently at the cut."""
+    content = messages[-1]["content"]
+    offsets = _qwen_backend().encode(content, add_special_tokens=False).offsets
+    keep = len(offsets) - (total - max_length)
+    while keep > 0:
+        cut = content[:offsets[keep - 1][1]]
+        if not cut.strip():
+            return None
+        fitted = messages[:-1] + [{"role": messages[-1]["role"], "content": cut}]
+        n = count([render(fitted)])[0]
+        if n <= max_length:
+            return fitted, n
+        keep -= max(1, n - max_length)
+    return None
 
 
 class LengthCounter:
@@ -47,6 +73,10 @@ class LengthCounter:
         self._pending.append(render(messages))
         if len(self._pending) >= self._batch:
             self.flush()
+
+    def add_count(self, n: int) -> None:
+        """A record whose token count is already known (``--over-length drop|truncate`` counted it)."""
+        self.lengths.append(n)
 
     def flush(self) -> None:
         if self._pending:

@@ -1,13 +1,18 @@
 """The action-selection set from the digital-human LoRA seed: a CSV with 行动 / 问题 / 回答.
 
 ``行动`` lists the actions joined by "、"; the answer uses ``<&动作&>`` tags. The system prompt (built in
-``registry.actions_system``) lists this record's actions, shuffled reproducibly from the seed.
+``registry.actions_system``) lists this record's actions, shuffled reproducibly from the seed. An answer tag
+naming an action the record's 行动 list does not offer is a reject: the model would learn to call an action it
+was never shown.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from datasets_prep.records import FieldError, require_str
+
+_TAG = re.compile(r"<&(.*?)&>", re.DOTALL)
 
 
 def convert(obj: dict[str, Any]) -> dict[str, Any]:
@@ -16,9 +21,16 @@ def convert(obj: dict[str, Any]) -> dict[str, Any]:
     actions = [a.strip() for a in actions_text.split("、") if a.strip()]
     if not actions:
         raise FieldError("field '行动' lists no actions")
+    answer = require_str(obj, "回答")
+    assert answer is not None
+    if "<&" in answer:
+        offered = set(actions)
+        for tag in _TAG.findall(answer):
+            if tag.strip() not in offered:
+                raise FieldError(f"answer uses action '{tag.strip()}' that the record's 行动 list does not offer")
     return {
         "system": None,
         "turns": [{"role": "user", "content": require_str(obj, "问题")},
-                  {"role": "assistant", "content": require_str(obj, "回答")}],
+                  {"role": "assistant", "content": answer}],
         "actions": actions,
     }

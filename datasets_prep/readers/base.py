@@ -17,15 +17,18 @@ FileSpec = tuple[Path, str, Optional[str]]  # (path, label written into rejects,
 
 
 def convert_files(files: Iterable[tuple[Path, str, Optional[str]]], converter: Converter,
-                  digests: Optional[dict[str, str]] = None, score_from: Optional[ScoreField] = None) -> Iterator[Item]:
+                  digests: Optional[dict[str, str]] = None, score_from: Optional[ScoreField] = None, *,
+                  encoding: Optional[str] = None, columns: Optional[dict[str, str]] = None) -> Iterator[Item]:
     """``files`` is (path, label written into rejects, forced split or None), read in that order.
 
     With ``digests``, each file's sha256 is stored there under its label as it is read. With ``score_from``,
     each record's ``score`` is taken from its raw object here (once the converter accepted it), so no reader
-    needs to know; a record without a usable score is a Reject naming the field.
+    needs to know; a record without a usable score is a Reject naming the field. ``encoding`` and ``columns``
+    (``--encoding``, ``--columns``) are applied per file by ``iter_file``, so converters see UTF-8 text and the
+    field names they expect.
     """
     for path, label, split in files:
-        for item in iter_file(path, label, digests):
+        for item in iter_file(path, label, digests, encoding=encoding, columns=columns):
             if item.__class__ is Reject:
                 yield item
                 continue

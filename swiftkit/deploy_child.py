@@ -93,12 +93,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     key = take_api_key()
     shims.apply_all()
     make_engine_resilient()
-    from swiftkit.dialect import dialect_for
-    from swiftkit.versions import installed
-    import importlib
+    from swiftkit.dialect import installed_entry
 
-    deploy_main = getattr(importlib.import_module(dialect_for(installed("ms-swift")).main_module), "deploy_main")
-    deploy_main(args + (["--api_key", key] if key else []))
+    installed_entry("deploy_main")(args + (["--api_key", key] if key else []))
     return 0
 
 

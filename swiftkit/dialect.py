@@ -58,6 +58,25 @@ SWIFT4 = Dialect(
 )
 
 
+def flag_value(argv: Sequence[str], name: str) -> str | None:
+    """The value after ``--name`` in an ms-swift argument list (its first value for a list flag); None when absent."""
+    flag = f"--{name}"
+    for i, token in enumerate(argv[:-1]):
+        if token == flag:
+            return argv[i + 1]
+    return None
+
+
+def installed_entry(name: str):
+    """A function (``sft_main``, ``rlhf_main``, ``deploy_main``) of the installed ms-swift's main module, wherever
+    its major release keeps them."""
+    import importlib
+
+    from swiftkit.versions import installed
+
+    return getattr(importlib.import_module(dialect_for(installed("ms-swift")).main_module), name)
+
+
 def dialect_for(version: str | None) -> Dialect:
     """The dialect of an installed ms-swift version; one-line SwiftkitError when it is missing or unsupported."""
     if not version:

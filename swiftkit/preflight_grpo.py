@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from swiftkit.dialect import flag_value
 from swiftkit.plan import Cluster, Plan
 from swiftkit.preflight import Check, dataset_file
 from swiftkit.recipes import GrpoSpec, Recipe
@@ -25,11 +26,6 @@ NEEDS_SOLUTION = ("swiftkit_think", "swiftkit_action", "swiftkit_reference")
 """swiftkit rewards that compare a completion with the record's reference answer."""
 
 
-def _flag(argv: list[str], name: str) -> str | None:
-    flag = f"--{name}"
-    return argv[argv.index(flag) + 1] if flag in argv else None
-
-
 def batch_checks(g: GrpoSpec, plan: Plan, cluster: Cluster) -> list[Check]:
     """Completions per step and per eval batch are whole groups (ms-swift refuses otherwise, after loading)."""
     world = cluster.world_size
@@ -38,8 +34,8 @@ def batch_checks(g: GrpoSpec, plan: Plan, cluster: Cluster) -> list[Check]:
     out.append(Check("grpo batch", per_step % g.num_generations == 0,
                      f"{plan.per_device_batch_size} per device x {world} process(es) x {plan.gradient_accumulation_steps}"
                      f" accumulation = {per_step} completions per step, num_generations {g.num_generations}"))
-    if plan.argv.count("--eval_strategy") and _flag(plan.argv, "eval_strategy") != "no":
-        per_eval = int(_flag(plan.argv, "per_device_eval_batch_size") or 1) * world
+    if flag_value(plan.argv, "eval_strategy") not in (None, "no"):
+        per_eval = int(flag_value(plan.argv, "per_device_eval_batch_size") or 1) * world
         out.append(Check("grpo eval batch", per_eval % g.num_generations == 0,
                          f"{per_eval} completions per eval batch, num_generations {g.num_generations}"))
     return out

@@ -18,7 +18,6 @@ explicit entry point is visible in ``ps`` and in the run's recorded command.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -26,17 +25,10 @@ from typing import Optional, Sequence
 
 from swiftkit import shims
 from swiftkit.atomic import write_json
+from swiftkit.dialect import flag_value, installed_entry
 from swiftkit.rundir import RESULT
 
 SHIM_DIR = "swiftkit_shims"
-
-
-def _flag(argv: Sequence[str], name: str) -> Optional[str]:
-    flag = f"--{name}"
-    for i, token in enumerate(argv[:-1]):
-        if token == flag:
-            return argv[i + 1]
-    return None
 
 
 def record_shims(output_dir: str | Path, rank: int, applied: list[str]) -> Path:
@@ -68,12 +60,9 @@ def portable_result(result: dict, output_dir: str | Path) -> dict:
 
 def entry_point(method: str):
     """The installed ms-swift's entry point of ``method`` (``sft_main`` for sft)."""
-    from swiftkit.dialect import dialect_for
     from swiftkit.methods import get_method
-    from swiftkit.versions import installed
 
-    module = importlib.import_module(dialect_for(installed("ms-swift")).main_module)
-    return getattr(module, get_method(method).entry)
+    return installed_entry(get_method(method).entry)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -85,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     method, args = args[0], args[1:]
     applied = shims.apply_all()
     rank = int(os.environ.get("RANK", "0"))
-    output_dir = _flag(args, "output_dir")
+    output_dir = flag_value(args, "output_dir")
     if output_dir:
         record_shims(output_dir, rank, applied)
     try:  # what swift/cli/sft.py does before sft_main (SWIFT_SINGLE_DEVICE_MODE); absent in other releases

@@ -46,7 +46,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from swiftkit.errors import SwiftkitError
+from datasets_prep.errors import SwiftkitError
 
 
 def _scores(text: str) -> list[float]:

@@ -9,11 +9,15 @@ carry URLs with tokens).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
-from swiftkit.errors import SwiftkitError
-from swiftkit.hub_ids import HUB_ID
+from datasets_prep.errors import SwiftkitError
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+"""What a model or dataset hub id looks like on ModelScope and Hugging Face: ``owner/name``, the owner starting with
+a letter or digit, both parts letters, digits, ``_ . -``. Stated once, for prep (``modelscope://owner/name``
+sources) and swiftkit's preflight (is a recipe's model a hub id or a local folder?)."""
 
 SCHEMES = ("modelscope://", "hf://")
 

@@ -16,7 +16,7 @@ import signal
 import threading
 from typing import Any, Iterator
 
-from swiftkit.errors import Terminated
+from datasets_prep.errors import Terminated
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

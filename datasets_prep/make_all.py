@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from swiftkit.errors import SwiftkitError
+from datasets_prep.errors import SwiftkitError
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from swiftkit.errors import SwiftkitError
+from datasets_prep.errors import SwiftkitError
 
 
 def shown(text: str | os.PathLike[str]) -> str:

@@ -6,7 +6,7 @@
 - Locked: ``fcntl.flock`` on ``OUT/.prep.lock``, holding the holder's pid. A second prep into the same ``--out``
   fails at once naming that pid, and the first finishes intact. The OS drops the lock when its process dies, so it
   is never stale; the file is removed on exit. Temp files a killed (SIGKILL) prep left are removed once locked.
-- All or nothing: each output is written to a temp file beside it (``swiftkit.atomic``); ``commit()`` syncs them
+- All or nothing: each output is written to a temp file beside it (``datasets_prep.atomic``); ``commit()`` syncs them
   all, then renames them over the old files in order, ``manifest.json`` last, with stop signals (``interrupt.held``)
   waiting until the renames are done. A stale manifest is removed first, so a manifest beside the data means the run finished.
 - Every OS error is one line naming the path (``SwiftkitError``).
@@ -23,8 +23,8 @@ from typing import IO, Any, ContextManager, Iterable, Optional
 
 from datasets_prep.interrupt import held
 from datasets_prep.oserrors import os_failure, shown
-from swiftkit.atomic import atomic_open, remove_temps
-from swiftkit.errors import SwiftkitError
+from datasets_prep.atomic import atomic_open, remove_temps
+from datasets_prep.errors import SwiftkitError
 
 LOCK_NAME = ".prep.lock"
 OUTPUT_NAMES = ("train.jsonl", "val.jsonl", "rejects.jsonl", "lengths.png", "manifest.json")

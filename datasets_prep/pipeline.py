@@ -36,8 +36,8 @@ from datasets_prep.registry import get_source
 from datasets_prep.scorefield import ScoreField
 from datasets_prep.sourcefiles import check_encoding, parse_columns
 from datasets_prep.validate import check_messages
-from swiftkit.atomic import json_text
-from swiftkit.errors import SwiftkitError
+from datasets_prep.atomic import json_text
+from datasets_prep.errors import SwiftkitError
 
 DEFAULT_SCORES = (8.0, 8.5, 9.0, 9.5, 10.0)
 DEFAULT_MAX_LENGTH = 2048

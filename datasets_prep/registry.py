@@ -13,7 +13,7 @@ from datasets_prep.readers import actions, generic, muice, reasoning
 from datasets_prep.readers.base import Converter, FileSpec, Item, convert_files, plain_files
 from datasets_prep.records import Conversation
 from datasets_prep.scorefield import ScoreField
-from swiftkit.errors import SwiftkitError
+from datasets_prep.errors import SwiftkitError
 
 MUICE_SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
 FORTUNE_SYSTEM = (

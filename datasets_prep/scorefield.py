@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from datasets_prep.records import FieldError
-from swiftkit.errors import SwiftkitError
+from datasets_prep.errors import SwiftkitError
 
 _MISSING = object()
 

@@ -24,8 +24,8 @@ from typing import Any, Iterator, Optional, Union
 from datasets_prep import fastjson
 from datasets_prep.oserrors import os_failure, shown
 from datasets_prep.records import Reject
-from swiftkit.atomic import sha256_file
-from swiftkit.errors import SwiftkitError
+from datasets_prep.atomic import sha256_file
+from datasets_prep.errors import SwiftkitError
 
 RawRecord = tuple[int, Union[str, bytes], Any]
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")

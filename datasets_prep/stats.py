@@ -21,7 +21,7 @@ def render(messages: Sequence[dict[str, Any]]) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _qwen_backend() -> Any:
-    from swiftkit.qwen_tokenizer import load_qwen_tokenizer
+    from datasets_prep.qwen_tokenizer import load_qwen_tokenizer
 
     return load_qwen_tokenizer().backend_tokenizer
 
@@ -131,7 +131,7 @@ def write_histogram(path: Path, lengths: Sequence[int], max_length: int, title: 
         plt.close(fig)
     data = buf.getvalue()
     if writer is None:
-        from swiftkit.atomic import atomic_open
+        from datasets_prep.atomic import atomic_open
 
         with atomic_open(path, "wb") as fh:
             fh.write(data)

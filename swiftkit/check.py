@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from swiftkit.atomic import write_json
+from datasets_prep.atomic import write_json
 from swiftkit.errors import SwiftkitError
 from swiftkit.remote_code import refuse_remote_code
 from swiftkit.rundir import RunInfo, read_run_info, resolve_checkpoint

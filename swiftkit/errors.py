@@ -1,34 +1,8 @@
-"""One exception type for problems a user can fix; the CLI prints it as one line and exits non-zero."""
+"""swiftkit's error vocabulary, defined once in ``datasets_prep.errors`` (the package swiftkit builds on; the
+dependency runs one way, swiftkit -> datasets_prep): ``SwiftkitError`` is a problem the user can fix, printed by the
+CLI as one line; ``Terminated`` is SIGTERM/SIGHUP turned into a KeyboardInterrupt."""
 from __future__ import annotations
 
+from datasets_prep.errors import SwiftkitError, Terminated, raise_on_termination
 
-class SwiftkitError(Exception):
-    """A user-facing error: its message is one line naming the problem (file, line, field where known)."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (or SIGHUP) arrived. A KeyboardInterrupt, so every cleanup that Ctrl-C runs (temp files removed,
-    child process groups stopped) runs for it too; the CLI exits with 128 + the signal number."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def raise_on_termination() -> None:
-    """Turn SIGTERM and SIGHUP into :class:`Terminated` in this (main) thread. A signal the caller set to be
-    ignored stays ignored (``nohup swiftkit train ...`` must survive its terminal closing)."""
-    import signal
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Terminated(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, handler)
+__all__ = ["SwiftkitError", "Terminated", "raise_on_termination"]

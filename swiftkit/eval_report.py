@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 from typing import Any, Optional
 
-from swiftkit.atomic import write_json, write_text
+from datasets_prep.atomic import write_json, write_text
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"

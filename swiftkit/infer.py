@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from swiftkit.atomic import atomic_open
+from datasets_prep.atomic import atomic_open
 from swiftkit.devices import visible_gpus
 from swiftkit.errors import SwiftkitError
 from swiftkit.jsonl import read_jsonl

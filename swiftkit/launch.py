@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from swiftkit.atomic import write_json, write_text
+from datasets_prep.atomic import write_json, write_text
 from swiftkit.errors import SwiftkitError
 from swiftkit.plan import Cluster, Plan, plan
 from swiftkit.preflight import PreflightReport, preflight

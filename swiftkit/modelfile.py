@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from swiftkit.atomic import write_text
+from datasets_prep.atomic import write_text
 from swiftkit.errors import SwiftkitError
 
 CHATML_TEMPLATE = (

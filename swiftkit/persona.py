@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from swiftkit.atomic import write_json, write_text
+from datasets_prep.atomic import write_json, write_text
 from swiftkit.errors import SwiftkitError
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Union
 
 from swiftkit.devices import visible_gpus
 from swiftkit.errors import SwiftkitError
-from swiftkit.hub_ids import HUB_ID
+from datasets_prep.hub import HUB_ID
 from swiftkit.plan import Cluster, Plan
 from swiftkit.recipes import Recipe
 from swiftkit.remote_code import remote_code_files

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from swiftkit.atomic import write_json
+from datasets_prep.atomic import write_json
 from swiftkit.errors import SwiftkitError
 
 RUN_INFO = "swiftkit_run.json"

@@ -171,7 +171,7 @@ def smoke(
     from swiftkit.infer import batch_infer
     from swiftkit.infer_args import GenerationOptions
     from swiftkit.rundir import read_run_info
-    from swiftkit.atomic import atomic_open
+    from datasets_prep.atomic import atomic_open
     from swiftkit.tiny import build_tiny_model
 
     step = StepTimer(on_step)

@@ -21,7 +21,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from swiftkit.atomic import sha256_file, write_json
+from datasets_prep.atomic import sha256_file, write_json
 from swiftkit.errors import SwiftkitError
 
 MARKER = "swiftkit_tiny.json"
@@ -77,7 +77,7 @@ def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), *, force: boo
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from swiftkit.qwen_tokenizer import cached_tokenizer_dir
+    from datasets_prep.qwen_tokenizer import cached_tokenizer_dir
 
     tok_dir = cached_tokenizer_dir()
     tok_files = sorted(p for p in tok_dir.iterdir() if p.is_file())

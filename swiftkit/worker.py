@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from swiftkit import shims
-from swiftkit.atomic import write_json
+from datasets_prep.atomic import write_json
 from swiftkit.dialect import flag_value, installed_entry
 from swiftkit.rundir import RESULT
 

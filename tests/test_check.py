@@ -98,7 +98,7 @@ def test_old_run_without_persona_template_is_caught_then_fixed(run_copy, capsys)
 
 @pytest.mark.slow
 def test_fix_on_a_lora_run_writes_only_inside_the_run(tmp_path_factory, tmp_path):
-    from swiftkit.atomic import sha256_file
+    from datasets_prep.atomic import sha256_file
 
     import shutil
 

@@ -9,7 +9,7 @@ import pytest
 
 from swiftkit import persona
 from swiftkit.errors import SwiftkitError
-from swiftkit.qwen_tokenizer import QWEN_CHAT_TEMPLATE
+from datasets_prep.qwen_tokenizer import QWEN_CHAT_TEMPLATE
 
 QWEN25_TOOLS = (Path(__file__).parent / "data" / "qwen2_5_tools.jinja").read_text(encoding="utf-8")
 PERSONA = '你是一个名为"沐雪"的可爱AI女孩子\n说话带\\喵'  # quotes, a newline and a backslash must survive
@@ -56,7 +56,7 @@ def test_template_without_a_default_system():
 
 
 def _tokenizer_folder(tmp_path: Path, template: str) -> Path:
-    from swiftkit.qwen_tokenizer import load_qwen_tokenizer
+    from datasets_prep.qwen_tokenizer import load_qwen_tokenizer
 
     load_qwen_tokenizer().save_pretrained(tmp_path)
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())

@@ -20,7 +20,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "datasets_prep" / "samples"
 def template(tmp_path_factory):
     from transformers import Qwen2Config
 
-    from swiftkit.qwen_tokenizer import cached_tokenizer_dir
+    from datasets_prep.qwen_tokenizer import cached_tokenizer_dir
 
     model_dir = tmp_path_factory.mktemp("tok") / "qwen"
     shutil.copytree(cached_tokenizer_dir(), model_dir)

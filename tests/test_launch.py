@@ -372,7 +372,8 @@ def test_worker_records_checkpoints_relative_to_the_run(tmp_path):
 
 
 def test_several_nodes_must_name_one_run_directory(workspace, capsys):
-    options = ["--gpus", "8", "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1", "--json"]
+    options = ["--gpus", "8", "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1", "--json",
+               "--set", "global_batch_size=16"]
     assert cli_main(["plan", "muice_full", *options]) == 1
     assert "--nnodes 2: name the run directory with --run-dir" in capsys.readouterr().err
     shared = workspace / "shared" / "m1"
@@ -449,7 +450,7 @@ def test_swanlab_without_a_key_is_decided_in_preflight(workspace, monkeypatch, f
     monkeypatch.setenv("SWANLAB_ROOT", str(workspace / "no-swanlab"))
     monkeypatch.setenv("HOME", str(workspace))
     assert swanlab_credentials() is None
-    data = ["data.train=[data/muice/train.jsonl]", "data.val=[data/muice/val.jsonl]"]
+    data = ["data.train=[data/muice/train.jsonl]", "data.val=[data/muice/val.jsonl]", "report.swanlab_mode=cloud"]
     failures = launch.prepare("medical_r1_full", gpu_count=1, overrides=data).preflight.failures
     assert [(c.name, c.message) for c in failures] == [("swanlab", (
         "report_to swanlab needs a key: export SWANLAB_API_KEY (or run `swanlab login`), or "

@@ -18,7 +18,7 @@ from swiftkit.dialect import SWIFT3, SWIFT4, dialect_for
 from swiftkit.errors import SwiftkitError
 from swiftkit.methods import get_method
 from swiftkit.plan import REWARD_PLUGIN, Cluster, plan
-from swiftkit.recipes import list_recipes, load_recipe
+from swiftkit.recipes import Recipe, list_recipes, load_recipe
 
 GOLDEN = Path(__file__).parent / "golden"
 NAMES = [p.stem for p in list_recipes()]
@@ -37,11 +37,24 @@ def clusters_for(name: str) -> dict[str, Cluster]:
     return CPU_CLUSTERS if load_recipe(name).launch.device == "cpu" else CLUSTERS
 
 
+def formed_by(recipe: Recipe, clusters: dict[str, Cluster]) -> dict[str, Cluster]:
+    """The clusters whose processes x micro-batch divide the recipe's global batch (the others are refused, and
+    test_plan_matches_golden pins the refusal: seed 003's global batch of 4 on 8 GPUs)."""
+    return {label: c for label, c in clusters.items()
+            if recipe.global_batch_size % (c.world_size * recipe.per_device_batch_size) == 0}
+
+
 def _plans(name: str) -> dict[str, dict]:
+    """Each cluster's plan, or the one-line refusal where the recipe's global batch cannot be formed there (a seed's
+    batch of 4 on 8 GPUs): the golden file shows both."""
     recipe = load_recipe(name)
-    out = {}
+    out: dict[str, dict] = {}
     for label, cluster in clusters_for(name).items():
-        p = plan(recipe, cluster, output_dir=f"runs/{name}/v1")
+        try:
+            p = plan(recipe, cluster, output_dir=f"runs/{name}/v1")
+        except SwiftkitError as refused:
+            out[label] = {"refused": str(refused)}
+            continue
         argv = ["<swiftkit>/grpo_plugin.py" if t == REWARD_PLUGIN else t for t in p.argv]  # machine-independent
         out[label] = {"env": p.env, "argv": argv, "gradient_accumulation_steps": p.gradient_accumulation_steps}
     return out
@@ -60,7 +73,8 @@ def test_plan_matches_golden(name: str):
 @pytest.mark.parametrize("name", NAMES)
 def test_global_batch_is_the_same_on_every_cluster(name: str):
     recipe = load_recipe(name)
-    for cluster in clusters_for(name).values():
+    assert formed_by(recipe, clusters_for(name)), f"{name}: no planned cluster forms its global batch"
+    for cluster in formed_by(recipe, clusters_for(name)).values():
         p = plan(recipe, cluster)
         argv = p.argv
         per_device = int(argv[argv.index("--per_device_train_batch_size") + 1])
@@ -73,7 +87,7 @@ def test_muice_8_gpus_env_and_deepspeed():
     assert p.env == {"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7", "NPROC_PER_NODE": "8"}
     assert p.argv[:2] == ["swift", "sft"]
     assert p.argv[p.argv.index("--deepspeed") + 1] == "zero2"
-    assert p.argv[p.argv.index("--gradient_accumulation_steps") + 1] == "4"  # the seed's 1 x 4 x 8
+    assert p.argv[p.argv.index("--gradient_accumulation_steps") + 1] == "1"  # global 8 = 8 processes x 1
     assert p.argv[p.argv.index("--max_length") + 1] == "4096"
     assert "--system" not in p.argv  # the data carries the system prompt
 
@@ -85,7 +99,7 @@ def test_single_gpu_has_no_torchrun_env_and_no_deepspeed():
 
 
 def test_multi_node_env_is_what_ms_swift_reads():
-    p = plan(load_recipe("muice_full"), CLUSTERS["2x8"])
+    p = plan(load_recipe("actions_lora"), CLUSTERS["2x8"])
     assert p.env == {"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7", "NPROC_PER_NODE": "8", "NNODES": "2",
                      "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
 
@@ -105,17 +119,20 @@ def test_cpu_recipe_plan():
 
 
 def test_global_batch_that_does_not_divide_is_refused():
-    with pytest.raises(SwiftkitError, match=r"global_batch_size 32 does not divide into 1 node\(s\) x 3 process"):
+    with pytest.raises(SwiftkitError, match=r"global_batch_size 8 does not divide into 1 node\(s\) x 3 process"):
         plan(load_recipe("muice_full"), Cluster(3))
     with pytest.raises(SwiftkitError, match="does not divide"):
-        plan(load_recipe("fortune_lora", ["per_device_batch_size=4"]), Cluster(8))
+        plan(load_recipe("fortune_lora", ["per_device_batch_size=4"]), Cluster(4))
     # seed 000's hand-written script used 6 GPUs: the error names the nearest global batches that do divide
-    with pytest.raises(SwiftkitError, match=r"= 6; nearest that do: --set global_batch_size=30 or "
-                                            r"--set global_batch_size=36$"):
+    with pytest.raises(SwiftkitError, match=r"= 6; nearest that do: --set global_batch_size=6 or "
+                                            r"--set global_batch_size=12$"):
         plan(load_recipe("muice_full"), Cluster(6))
+    # a seed's batch a cluster cannot form (seed 003: global 4 on one GPU) names the smallest that it can
+    with pytest.raises(SwiftkitError, match=r"= 8; nearest that do: --set global_batch_size=8$"):
+        plan(load_recipe("medical_r1_full"), Cluster(8))
     with pytest.raises(SwiftkitError, match=r"nearest that do: --set global_batch_size=12$"):  # GRPO: whole groups too
         plan(load_recipe("smoke_grpo"), Cluster(3))
-    for suggested in (30, 36):
+    for suggested in (6, 12):
         plan(load_recipe("muice_full", [f"global_batch_size={suggested}"]), Cluster(6))
 
 
@@ -129,10 +146,10 @@ def test_bad_cluster_options():
 
 
 def test_qlora_switch_adds_bnb_4bit():
-    argv = plan(load_recipe("fortune_lora", ["lora.qlora=true"]), Cluster(1)).argv
+    argv = plan(load_recipe("fortune_lora"), Cluster(1)).argv  # the seed's 4-bit load
     assert argv[argv.index("--quant_method") + 1] == "bnb"
     assert argv[argv.index("--quant_bits") + 1] == "4"
-    assert "--quant_bits" not in plan(load_recipe("fortune_lora"), Cluster(1)).argv
+    assert "--quant_bits" not in plan(load_recipe("fortune_lora", ["lora.qlora=false"]), Cluster(1)).argv
     assert argv[argv.index("--bnb_4bit_compute_dtype") + 1] == "bfloat16"
     fp16 = plan(load_recipe("fortune_lora", ["lora.qlora=true", "torch_dtype=float16"]), Cluster(1)).argv
     assert fp16[fp16.index("--bnb_4bit_compute_dtype") + 1] == "float16"  # follows the recipe (fp16-only cards)
@@ -198,11 +215,11 @@ def sft_parser(method_parsers):
 @pytest.mark.parametrize("name", NAMES)
 def test_every_planned_flag_is_an_argument_of_its_method_and_parses(name: str, method_parsers):
     variants = [load_recipe(name)]
-    if load_recipe(name).lora is not None:
-        variants.append(load_recipe(name, ["lora.qlora=true"]))
+    if variants[0].lora is not None:  # QLoRA on and off
+        variants.append(load_recipe(name, [f"lora.qlora={str(not variants[0].lora.qlora).lower()}"]))
     for recipe in variants:
         parser, fields = method_parsers[recipe.method]
-        for label, cluster in clusters_for(name).items():
+        for label, cluster in formed_by(recipe, clusters_for(name)).items():
             p = plan(recipe, cluster, output_dir="/tmp/out", resume_from="/tmp/out/checkpoint-1")
             argv = p.method_argv
             flags = [t[2:] for t in argv if t.startswith("--")]

@@ -42,28 +42,47 @@ def test_contract_fields_persona_and_lora_rank():
     assert {n for n in NAMES if load_recipe(n).persona} == {"muice_full", "smoke_tiny"}
     assert load_recipe("fortune_lora").lora.rank == 16
     assert load_recipe("actions_lora").lora.rank == 8
-    assert load_recipe("fortune_lora").run_train_type == "lora"
-    assert load_recipe("fortune_lora", ["lora.qlora=true"]).run_train_type == "qlora"
+    assert load_recipe("fortune_lora").run_train_type == "qlora"  # seed 004 loaded the model in 4 bit
+    assert load_recipe("fortune_lora", ["lora.qlora=false"]).run_train_type == "lora"
 
 
-def test_seed_hyperparameters_kept():
-    muice = load_recipe("muice_full")
-    assert (muice.model, muice.global_batch_size, muice.learning_rate) == ("Qwen/Qwen2-1.5B-Instruct", 32, 1e-5)
-    assert (muice.num_train_epochs, muice.warmup_ratio, muice.eval_steps, muice.save_steps) == (5, 0.05, 20, 50)
-    assert (muice.logging_steps, muice.save_total_limit, muice.report.report_to) == (5, 5, ["swanlab"])
+SEED_RUNS = {
+    # recipe: what its seed ran (tests/../shared/seeds), in recipe fields. The departures are asserted below.
+    "muice_full": dict(model="Qwen/Qwen2-1.5B-Instruct", train_type="full", learning_rate=1e-5, num_train_epochs=5,
+                       warmup_ratio=0.05, logging_steps=5, save_total_limit=5, gradient_checkpointing=True),
+    "medical_r1_full": dict(model="Qwen/Qwen2.5-1.5B", train_type="full", global_batch_size=4, learning_rate=1e-4,
+                            num_train_epochs=2, max_length=2048, eval_steps=100, save_steps=400, logging_steps=10,
+                            gradient_checkpointing=True, lr_scheduler_type="linear", weight_decay=0.0),
+    "fortune_lora": dict(model="Qwen/Qwen3-8B", train_type="lora", global_batch_size=8, max_steps=75, warmup_steps=5,
+                         learning_rate=2e-4, lr_scheduler_type="linear", weight_decay=0.01, seed=3407, max_length=2048),
+    "actions_lora": dict(train_type="lora", global_batch_size=16, learning_rate=1e-4, num_train_epochs=3,
+                         logging_steps=10, save_steps=100, gradient_checkpointing=True, lr_scheduler_type="linear",
+                         weight_decay=0.0, max_length=2048),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_RUNS))
+def test_recipes_run_what_their_seeds_ran(name: str):
+    recipe = load_recipe(name)
+    assert {k: getattr(recipe, k) for k in SEED_RUNS[name]} == SEED_RUNS[name]
+
+
+def test_the_stated_departures_from_the_seeds():
+    muice = load_recipe("muice_full")  # 8 data-parallel processes instead of one: global 8, not the seed's 4
+    assert (muice.launch.nproc_per_node, muice.launch.deepspeed, muice.global_batch_size) == (8, "zero2", 8)
+    assert (muice.eval_steps, muice.save_steps) == (10, 25)  # the seed's 20 and 50 steps of 4 samples, in samples
     assert muice.max_length <= 32768  # the seed's 40960 exceeded Qwen2-1.5B-Instruct's context
-    assert (muice.launch.nproc_per_node, muice.launch.deepspeed) == (8, "zero2")
-    med = load_recipe("medical_r1_full")
-    assert (med.model, med.learning_rate, med.num_train_epochs, med.max_length) == ("Qwen/Qwen2.5-1.5B", 1e-4, 2, 2048)
-    assert (med.eval_steps, med.logging_steps, med.save_steps, med.gradient_checkpointing) == (100, 10, 400, True)
-    fortune = load_recipe("fortune_lora")
-    assert (fortune.lora.alpha, fortune.lora.dropout, fortune.lora.target_modules) == (16, 0.0, ["all-linear"])
-    assert (fortune.learning_rate, fortune.weight_decay, fortune.lr_scheduler_type, fortune.seed) == (
-        2e-4, 0.01, "linear", 3407)
+    assert (muice.report.report_to, muice.report.swanlab_project) == (["swanlab"], "swift-robot")
+    fortune = load_recipe("fortune_lora")  # the seed's 4-bit load, LoRA shape and 8-bit AdamW
+    assert (fortune.lora.rank, fortune.lora.alpha, fortune.lora.dropout, fortune.lora.target_modules) == (
+        16, 16, 0.0, ["all-linear"])
+    assert fortune.lora.qlora and fortune.extra_args == {"optim": "adamw_8bit"}
     actions = load_recipe("actions_lora")
-    assert (actions.lora.alpha, actions.lora.dropout, actions.global_batch_size) == (32, 0.1, 16)
+    assert (actions.lora.rank, actions.lora.alpha, actions.lora.dropout) == (8, 32, 0.1)
     assert actions.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    assert (actions.num_train_epochs, actions.learning_rate, actions.save_steps) == (3, 1e-4, 100)
+    for name in ("fortune_lora", "actions_lora"):  # per-device 1: the same global batch, less activation memory
+        assert load_recipe(name).per_device_batch_size == 1
+    assert load_recipe("medical_r1_full").report.swanlab_mode == "local"  # the seed's swanlab calls are commented out
 
 
 def test_unknown_key_is_reported_with_line_and_did_you_mean():

@@ -2,14 +2,16 @@
 cluster (imports neither torch nor ms-swift).
 
 The recipe states a global batch; gradient accumulation is derived from nodes x GPUs x per-device batch, so the
-optimization is the same on 1, 2 or 8 GPUs (a global batch that does not divide is refused).
+optimization is the same on every GPU count that forms it (one that does not divide is refused, naming the
+nearest global batches that do). A val file that is empty (prep --val-ratio 0) is left out: no evaluation.
 
 examples:
   swiftkit plan muice_full                      # the recipe's default: one node of 8 GPUs, DeepSpeed ZeRO-2
-  swiftkit plan muice_full --gpus 2             # same global batch 32: accumulation 16 instead of 4
-  swiftkit plan muice_full --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 \
-      --run-dir /shared/runs/muice_full/v1    # every node names the same run directory
-  swiftkit plan fortune_lora --set lora.qlora=true --set learning_rate=1e-4
+  swiftkit plan muice_full --gpus 2             # same global batch 8: accumulation 4 instead of 1
+  swiftkit plan actions_lora --gpus 8 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 \
+      --run-dir /shared/runs/actions_lora/v1  # every node names the same run directory
+  swiftkit plan fortune_lora --set lora.qlora=false --set learning_rate=1e-4
+  swiftkit plan muice_full --set model=Qwen/Qwen2.5-1.5B-Instruct   # model_type/template follow the model
   swiftkit plan smoke_tiny --json               # {"env": {...}, "argv": ["swift", "sft", ...]}
   swiftkit plan actions_grpo --gpus 8           # GRPO from the actions_lora run, vLLM colocate
 
@@ -72,6 +74,8 @@ def print_plan(planned: "Planned", *, as_json: bool) -> None:
         g = recipe.grpo.num_generations
         batch += f" = {p.global_batch_size // g} prompts x {g} generations per step"
     print(batch)
+    for name in planned.empty_val:
+        print(f"# {name}: empty (prep --val-ratio 0?), left out: no evaluation")
     if recipe.init_from:
         found = planned.init_checkpoint
         print(f"# starts from {found}" if found else

@@ -43,6 +43,8 @@ class Planned:
     resume_checkpoint: Optional[Path]
     init_checkpoint: Optional[Path]
     """The checkpoint ``recipe.init_from`` resolved to; None when unset or not found (preflight then says why)."""
+    empty_val: tuple[str, ...]
+    """The recipe's val files that exist but are empty (prep --val-ratio 0), left out of the plan."""
 
 
 @dataclass
@@ -95,6 +97,25 @@ def _absolute(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update=update)
 
 
+def _without_empty_val(recipe: Recipe) -> tuple[Recipe, tuple[str, ...]]:
+    """Leave out val files that exist but are empty (``prep --val-ratio 0`` writes an empty val.jsonl); with none
+    left, evaluation is off. ms-swift would otherwise fail on the empty dataset after the model has loaded."""
+    from swiftkit.preflight import dataset_file
+
+    def empty(name: str) -> bool:
+        path = Path(dataset_file(name))
+        return path.is_file() and path.stat().st_size == 0
+
+    dropped = tuple(name for name in recipe.data.val if empty(name))
+    if not dropped:
+        return recipe, ()
+    val = [name for name in recipe.data.val if name not in dropped]
+    update: dict = {"data": recipe.data.model_copy(update={"val": val})}
+    if not val:
+        update["eval_steps"] = None
+    return recipe.model_copy(update=update), dropped
+
+
 def plan_run(
     recipe: str | Path | Recipe,
     *,
@@ -115,7 +136,7 @@ def plan_run(
     next v<N>), the resumed run's, or the next ``runs_root/<recipe>/v<N>``.
     Reads the recipe and lists the runs root; writes nothing, imports no torch or ms-swift.
     """
-    rec = _absolute(load_recipe(recipe, list(overrides)))
+    rec, empty_val = _without_empty_val(_absolute(load_recipe(recipe, list(overrides))))
     cluster = Cluster(
         nproc_per_node=gpus if gpus is not None else rec.launch.nproc_per_node,
         nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=master_port,
@@ -148,7 +169,7 @@ def plan_run(
     p = plan(rec, cluster, output_dir=str(run_dir), resume_from=str(resume_ckpt.resolve()) if resume_ckpt else None,
              init_checkpoint=str(init_ckpt) if init_ckpt else None,
              init_adapter=is_adapter(init_ckpt) if init_ckpt else None, dialect=_installed_dialect())
-    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt)
+    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt, empty_val)
 
 
 def prepare(recipe: str | Path | Recipe, *, gpu_count: Optional[int] = None, **options: object) -> Prepared:
@@ -156,7 +177,7 @@ def prepare(recipe: str | Path | Recipe, *, gpu_count: Optional[int] = None, **o
     planned = plan_run(recipe, **options)  # type: ignore[arg-type]
     report = preflight(planned.recipe, planned.plan, planned.cluster, run_dir=planned.run_dir,
                        resume_checkpoint=planned.resume_checkpoint, init_checkpoint=planned.init_checkpoint,
-                       gpu_count=gpu_count)
+                       empty_val=planned.empty_val, gpu_count=gpu_count)
     return Prepared(**vars(planned), preflight=report)
 
 

@@ -101,6 +101,21 @@ def context_length(config: dict) -> Optional[int]:
     return None
 
 
+def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
+    """The model_type and template ms-swift will use, named now; a name it lacks, or a model it cannot type, fails
+    here rather than after the weights load (see swiftkit.model_registry)."""
+    from swiftkit.model_registry import resolve
+
+    try:
+        found = resolve(recipe.model, recipe.model_type, recipe.template,
+                        (config or {}).get("architectures") if config else None)
+    except ImportError as exc:
+        return Check("template", True, f"not checked: this ms-swift has no swift.llm registry ({exc.name})")
+    if found.problems:
+        return Check("template", False, "; ".join(found.problems))
+    return Check("template", True, f"model_type {found.model_type}, template {found.template} ({found.source})")
+
+
 def _remote_code_check(recipe: Recipe) -> Check:
     """The model ships no code (config.json / tokenizer_config.json auto_map), or the recipe trusts it. A hub model
     is checked on its small files, fetched as ms-swift would fetch them before loading it."""
@@ -200,6 +215,7 @@ def preflight(
     run_dir: Path,
     resume_checkpoint: Optional[Path] = None,
     init_checkpoint: Optional[Path] = None,
+    empty_val: tuple[str, ...] = (),
     gpu_count: Union[int, Callable[[], int], None] = None,
     swift_version: Optional[str] = None,
 ) -> PreflightReport:
@@ -229,6 +245,7 @@ def preflight(
             add(Check("model", True, f"{recipe.model}: local folder"))
     else:
         add(Check("model", True, f"{recipe.model}: hub id (downloaded by ms-swift)"))
+    add(_template_check(recipe, config))
 
     for kind, files in (("data.train", recipe.data.train), ("data.val", recipe.data.val)):
         for name in files:
@@ -239,6 +256,8 @@ def preflight(
                 add(Check(kind, False, f"{name}: empty file"))
             else:
                 add(Check(kind, True, f"{name}: {p.stat().st_size} bytes"))
+    for name in empty_val:
+        add(Check("data.val", True, f"{name}: empty (prep --val-ratio 0?), left out: training without evaluation"))
 
     add(_remote_code_check(recipe))
 

@@ -406,6 +406,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     return out
 
 
+def follow_model_change(before: dict[str, Any], after: dict[str, Any],
+                        overridden: dict[tuple[str, ...], str]) -> dict[str, Any]:
+    """A ``--set model=<hub id>`` that changes the model also drops the recipe's model_type and template (those were
+    for the old model) unless ``--set`` names them too: ms-swift then picks the new model's by its id, and preflight
+    says which. A local folder keeps them (the smoke's tiny model, an offline copy of the same model); preflight
+    checks them against the folder's config.json."""
+    from swiftkit.preflight import is_local_model
+
+    new = after.get("model")
+    if ("model",) not in overridden or new == before.get("model") or not isinstance(new, str) or is_local_model(new):
+        return after
+    return {k: v for k, v in after.items() if k not in ("model_type", "template") or (k,) in overridden}
+
+
 def _index(node: list[Any], part: str, key: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
         raise SwiftkitError(f"--set {key}: '{part}' is not an index of a list of {len(node)}")
@@ -489,7 +503,7 @@ def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tu
     data.setdefault("name", name)
     if data["name"] != name:
         raise RecipeError([f"{source}: name: '{data['name']}' differs from the file name '{name}'"])
-    data = apply_overrides(data, overrides)
+    data = follow_model_change(data, apply_overrides(data, overrides), _overridden(overrides))
     overridden = _overridden(overrides)
     try:
         recipe = Recipe.model_validate(data)

@@ -129,15 +129,15 @@ def test_plan_and_train_dry_run_print_the_same_plan(workspace, capsys, recipe, o
 
 
 def test_preflight_reports_every_failure_at_once(workspace):
-    (workspace / "data" / "muice" / "val.jsonl").write_text("")
-    (workspace / "data" / "muice" / "train.jsonl").unlink()
+    (workspace / "data" / "muice" / "train.jsonl").write_text("")  # an empty val is left out; an empty train fails
+    (workspace / "data" / "muice" / "val.jsonl").unlink()
     _write_model_config(workspace / "models" / "tiny-qwen2", max_pos=128)
     (workspace / "runs" / "smoke_tiny" / "v1").mkdir(parents=True)
     with pytest.raises(PreflightError) as err:
         launch.train("smoke_tiny", dry_run=True)
     problems = err.value.problems
-    assert any(p.startswith("data.train:") and "train.jsonl: no such file" in p for p in problems)
-    assert any(p.startswith("data.val:") and "val.jsonl: empty file" in p for p in problems)
+    assert any(p.startswith("data.train:") and "train.jsonl: empty file" in p for p in problems)
+    assert any(p.startswith("data.val:") and "val.jsonl: no such file" in p for p in problems)
     assert any("max_length: 256 exceeds the model's max_position_embeddings 128" in p for p in problems)
     assert len(problems) == 3  # v1 exists but is empty: the next run is v2, which is fine
 
@@ -462,3 +462,43 @@ def test_swanlab_without_a_key_is_decided_in_preflight(workspace, monkeypatch, f
     assert swanlab_credentials() == str(workspace / ".swanlab" / ".netrc")  # a saved `swanlab login`
     monkeypatch.setenv("SWANLAB_API_KEY", "sk-x")
     assert launch.prepare("medical_r1_full", gpu_count=1, overrides=data).preflight.ok
+
+
+def test_an_empty_val_file_is_left_out_and_evaluation_is_off(workspace, capsys):
+    """prep --val-ratio 0 writes an empty val.jsonl: the run trains without evaluation instead of failing."""
+    (workspace / "data" / "muice" / "val.jsonl").write_text("")
+    prep = launch.prepare("smoke_tiny", overrides=["eval_steps=5"])
+    assert prep.preflight.ok, prep.preflight.lines()
+    argv = prep.plan.argv
+    assert "--val_dataset" not in argv and argv[argv.index("--eval_strategy") + 1] == "no"
+    val = str(workspace / "data" / "muice" / "val.jsonl")
+    assert prep.empty_val == (val,) and prep.recipe.data.val == [] and prep.recipe.eval_steps is None
+    assert ("data.val", f"{val}: empty (prep --val-ratio 0?), left out: training without evaluation") in [
+        (c.name, c.message) for c in prep.preflight.checks]
+    assert cli_main(["plan", "smoke_tiny"]) == 0
+    assert f"# {val}: empty (prep --val-ratio 0?), left out: no evaluation" in capsys.readouterr().out
+
+
+def test_a_model_change_follows_to_its_template(workspace, fake_hub):
+    """--set model= drops the recipe's model_type/template; preflight names what ms-swift picks for the new one."""
+    prep = launch.prepare("smoke_tiny", overrides=["model=Qwen/Qwen3-8B"])
+    assert (prep.recipe.model_type, prep.recipe.template) == (None, None)
+    assert "--template" not in prep.plan.argv and "--model_type" not in prep.plan.argv
+    template = [c for c in prep.preflight.checks if c.name == "template"]
+    assert [(c.ok, c.message) for c in template] == [
+        (True, "model_type qwen3, template qwen3 (model_type and template from ms-swift's registry)")]
+    stated = launch.prepare("smoke_tiny", overrides=["model=Qwen/Qwen3-8B", "template=qwen2"]).preflight
+    assert [(c.name, c.message) for c in stated.failures] == [
+        ("template", "template 'qwen2' is not one the installed ms-swift has (did you mean 'qwen'?)")]
+    (workspace / "models" / "mine").mkdir()  # a Qwen2 config, and no name ms-swift knows
+    (workspace / "models" / "mine" / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"]}))
+    kept = launch.prepare("smoke_tiny", overrides=["model=models/mine"])  # a local folder keeps the recipe's
+    assert (kept.recipe.model_type, kept.recipe.template) == ("qwen2_5", "qwen2_5") and kept.preflight.ok
+    wrong = launch.prepare("smoke_tiny", overrides=["model=models/mine", "model_type=llama3", "template=llama3"])
+    assert [c.message for c in wrong.preflight.failures] == [
+        f"{workspace / 'models' / 'mine'} is a Qwen2ForCausalLM, which ms-swift types as qwen2, qwen2_5, qwen2_5_math, "
+        "marco_o1, qwq_preview, qwq, not model_type llama3: --set model_type=... template=..."]
+    untyped = launch.prepare("smoke_tiny", overrides=["model=models/mine", "model_type=null", "template=null"])
+    assert [c.message for c in untyped.preflight.failures if c.name == "template"] == [
+        f"ms-swift cannot tell {workspace / 'models' / 'mine'}'s model_type (it could be any of qwen2, qwen2_5, qwen2_5_math, "
+        "marco_o1, qwq_preview, qwq): --set model_type=... template=..."]

@@ -303,3 +303,14 @@ def test_reward_options_travel_as_one_env_variable():
     p = plan(load_recipe("actions_grpo", ["grpo.rewards.0.options={unoffered_penalty: 0.8}"]), Cluster(1))
     assert json.loads(p.env[OPTIONS_ENV]) == {"swiftkit_action": {"unoffered_penalty": 0.8}}
     assert "unoffered_penalty" not in " ".join(p.argv)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_recipe_names_a_model_type_and_template_ms_swift_has(name: str):
+    """muice_full once said `template: qwen2`, a name ms-swift 3.x does not have (its Qwen2 template is `qwen`):
+    training would have failed on the GPU machine."""
+    from swiftkit.model_registry import resolve
+
+    recipe = load_recipe(name)
+    found = resolve(recipe.model, recipe.model_type, recipe.template)
+    assert found.problems == [] and (found.model_type, found.template) == (recipe.model_type, recipe.template)

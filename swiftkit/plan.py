@@ -51,17 +51,26 @@ class Cluster:
     def world_size(self) -> int:
         return self.nproc_per_node * self.nnodes
 
-    def validate(self) -> None:
+    def problems(self) -> list[str]:
+        """Every problem with these options (empty when they are usable)."""
+        out = []
         if self.nproc_per_node < 1:
-            raise SwiftkitError(f"--gpus {self.nproc_per_node}: need at least 1")
+            out.append(f"--gpus {self.nproc_per_node}: need at least 1")
         if self.nnodes < 1:
-            raise SwiftkitError(f"--nnodes {self.nnodes}: need at least 1")
-        if not 0 <= self.node_rank < self.nnodes:
-            raise SwiftkitError(f"--node-rank {self.node_rank}: must be in 0..{self.nnodes - 1}")
+            out.append(f"--nnodes {self.nnodes}: need at least 1")
+        elif not 0 <= self.node_rank < self.nnodes:
+            out.append(f"--node-rank {self.node_rank}: must be in 0..{self.nnodes - 1}")
         if self.nnodes > 1 and not self.master_addr:
-            raise SwiftkitError(f"--nnodes {self.nnodes}: several nodes need --master-addr (rank 0's address)")
+            out.append(f"--nnodes {self.nnodes}: several nodes need --master-addr (rank 0's address)")
         if self.master_port is not None and not 0 < self.master_port < 65536:
-            raise SwiftkitError(f"--master-port {self.master_port}: not a port number")
+            out.append(f"--master-port {self.master_port}: not a port number")
+        return out
+
+    def validate(self) -> None:
+        """Raise one SwiftkitError naming every problem at once."""
+        found = self.problems()
+        if found:
+            raise SwiftkitError("; ".join(found))
 
 
 @dataclass(frozen=True)

@@ -314,3 +314,10 @@ def test_every_recipe_names_a_model_type_and_template_ms_swift_has(name: str):
     recipe = load_recipe(name)
     found = resolve(recipe.model, recipe.model_type, recipe.template)
     assert found.problems == [] and (found.model_type, found.template) == (recipe.model_type, recipe.template)
+
+
+def test_every_cluster_problem_is_reported_at_once():
+    with pytest.raises(SwiftkitError) as err:
+        plan(load_recipe("muice_full"), Cluster(0, nnodes=2, node_rank=5, master_port=70000))
+    assert str(err.value) == ("--gpus 0: need at least 1; --node-rank 5: must be in 0..1; --nnodes 2: several nodes "
+                              "need --master-addr (rank 0's address); --master-port 70000: not a port number")

@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv (Python 3.11) with the CPU stack
 
 prep: $(STAMP)  ## convert every source under SRC_DIR into DATA_DIR/<source>/
-	$(BIN)/python -m datasets_prep.make_all --src-dir $(SRC_DIR) --out $(DATA_DIR) $(ARGS)
+	$(SK) prep-all --src-dir $(SRC_DIR) --out $(DATA_DIR) $(ARGS)
 
 train: $(STAMP)  ## train RECIPE (make train RECIPE=muice_full ARGS=--dry-run)
 	$(SK) train $(RECIPE) $(ARGS)

@@ -30,7 +30,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
 fi
 
 echo "== prep + tiny model"
-"$PY" -m datasets_prep.make_all --src-dir datasets_prep/samples --out "$OUT/data" --sources muice --no-progress
+"$SK" prep-all --src-dir datasets_prep/samples --out "$OUT/data" --sources muice --no-progress
 "$SK" tiny-model "$OUT/models/tiny-qwen2"
 
 echo "== train smoke_tiny on $GPUS GPUs, DeepSpeed ZeRO-2"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from datasets_prep import make_all
 from datasets_prep.pipeline import COLUMNS, prep
 from datasets_prep.records import FieldError
 from datasets_prep.scorefield import ScoreField
@@ -242,12 +241,12 @@ def test_cli_score_from_and_help(tmp_path, capsys):
 def test_make_prep_score_from_per_source(tmp_path, capsys):
     out = tmp_path / "data"
     base = ["--src-dir", str(SAMPLES), "--out", str(out), "--no-progress", "--sources", "medical_r1"]
-    assert make_all.main([*base, "fortune", "--score-from", f"medical_r1={FIELD}"]) == 0
+    assert swiftkit_main(["prep-all", *base, "fortune", "--score-from", f"medical_r1={FIELD}"]) == 0
     medical_m = json.loads((out / "medical_r1" / "manifest.json").read_text(encoding="utf-8"))
     fortune_m = json.loads((out / "fortune" / "manifest.json").read_text(encoding="utf-8"))
     assert medical_m["score"] == {"source": "field", "field": FIELD, "min": 1.0, "max": 1.0}
     assert fortune_m["score"]["source"] == "placeholder"
     capsys.readouterr()
     for bad in (FIELD, f"actions={FIELD}"):
-        assert make_all.main([*base, "--score-from", bad]) == 1
+        assert swiftkit_main(["prep-all", *base, "--score-from", bad]) == 1
         assert "--score-from" in capsys.readouterr().err

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from datasets_prep import make_all, pipeline
 from datasets_prep.pipeline import prep
 from datasets_prep.registry import MUICE_SYSTEM, SOURCES
 from swiftkit.cli import main as swiftkit_main
@@ -23,7 +22,7 @@ def read_lines(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def prepped(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data")
-    assert make_all.main(["--src-dir", str(SAMPLES), "--out", str(out), "--no-progress"]) == 0
+    assert swiftkit_main(["prep-all", "--src-dir", str(SAMPLES), "--out", str(out), "--no-progress"]) == 0
     return out
 
 

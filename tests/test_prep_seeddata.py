@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from datasets_prep import make_all
 from datasets_prep.pipeline import prep
 from datasets_prep.registry import ACTIONS_PREFIX, MUICE_SYSTEM
 from swiftkit.cli import main as swiftkit_main
@@ -258,10 +257,10 @@ def test_make_prep_reports_unknown_folders(tmp_path, capsys):
     (src / "alpaca").mkdir()
     (src / "actions").mkdir()
     (src / "actions" / "a.csv").write_text(_csv(ACTION_ROWS), encoding="utf-8")
-    code = make_all.main(["--src-dir", str(src), "--out", str(tmp_path / "o"), "--no-progress"])
+    code = swiftkit_main(["prep-all", "--src-dir", str(src), "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().err.splitlines()
     assert code == 0
     assert err == [
-        f"make prep: skipping alpaca/ (make prep converts only muice, fortune, medical_r1, actions; "
+        f"swiftkit prep-all: skipping alpaca/ (prep-all converts only muice, fortune, medical_r1, actions; "
         f"run `swiftkit prep alpaca --src {src / 'alpaca'}`)",
-        "make prep: skipping medical/ (no source of that name; known: muice, fortune, medical_r1, actions)"]
+        "swiftkit prep-all: skipping medical/ (no source of that name; known: muice, fortune, medical_r1, actions)"]

@@ -539,16 +539,15 @@ def test_outputs_are_normal_files_under_the_umask(tmp_path, mask):
 
 
 def test_make_prep_gives_the_same_one_line_errors(tmp_path, capsys):
-    from datasets_prep import make_all
-
+    
     src_dir = tmp_path / "downloads"
     (src_dir / "muice").mkdir(parents=True)
     _write_rows(src_dir / "muice" / "m.jsonl", [], n=5)
-    assert make_all.main(["--src-dir", str(src_dir), "--out", str(src_dir), "--no-progress"]) == 1
+    assert swiftkit_main(["prep-all", "--src-dir", str(src_dir), "--out", str(src_dir), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"make prep: error: --out {src_dir / 'muice'} is --src {src_dir / 'muice'}: the outputs would "
+    assert err == (f"swiftkit prep-all: error: --out {src_dir / 'muice'} is --src {src_dir / 'muice'}: the outputs would "
                    "replace the source files; choose another --out")
     os.mkfifo(src_dir / "muice" / "p.jsonl")
-    assert make_all.main(["--src-dir", str(src_dir), "--out", str(tmp_path / "data"), "--no-progress"]) == 1
-    assert capsys.readouterr().err.strip() == (f"make prep: error: {src_dir / 'muice' / 'p.jsonl'}: a FIFO, not a file "
+    assert swiftkit_main(["prep-all", "--src-dir", str(src_dir), "--out", str(tmp_path / "data"), "--no-progress"]) == 1
+    assert capsys.readouterr().err.strip() == (f"swiftkit prep-all: error: {src_dir / 'muice' / 'p.jsonl'}: a FIFO, not a file "
                                                "or folder; prep reads only files and folders, move it out of --src")

@@ -44,9 +44,9 @@ that cannot be read, or that is neither a file nor a folder (a FIFO), is an erro
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from datasets_prep.errors import SwiftkitError
+import contextlib
+import sys
+from typing import Any, Callable, Iterator
 
 
 def _scores(text: str) -> list[float]:
@@ -106,13 +106,19 @@ def summary_line(manifest: dict[str, Any], out: str) -> str:
     return line
 
 
-def run(args: argparse.Namespace) -> int:
-    import sys
+@contextlib.contextmanager
+def record_bar(desc: str) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr counting input records; yields the ``progress`` callback ``prep`` takes."""
+    from tqdm import tqdm
 
+    with tqdm(desc=desc, unit=" rec", file=sys.stderr, disable=None, leave=True) as bar:
+        yield bar.update
+
+
+def run(args: argparse.Namespace) -> int:
     from datasets_prep.interrupt import Interrupted, stop_on_signals
     from datasets_prep.oserrors import shown
     from datasets_prep.pipeline import prep
-    from datasets_prep.progress import record_bar
     from datasets_prep.registry import get_source
 
     get_source(args.source)  # unknown source fails before any work
@@ -137,5 +143,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {manifest['rejected']} rejected record(s): see {out}/rejects.jsonl")
     return 0
 
-
-__all__ = ["add_arguments", "run", "SwiftkitError"]

@@ -1,0 +1,69 @@
+"""Convert every known source found under a folder (``SRC_DIR/<source>/`` -> ``OUT/<source>/``): the library half of
+`swiftkit prep-all` (`make prep`). :func:`source_names` picks the folders, :func:`skipped_folders` says which are
+left out and why, :func:`prep_all` converts each and yields its manifest as it finishes."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
+
+from datasets_prep.errors import SwiftkitError
+from datasets_prep.oserrors import shown
+
+
+class Converted(NamedTuple):
+    source: str
+    out: Path
+    manifest: dict[str, Any]
+
+
+def source_names(src_dir: Path, only: Optional[Sequence[str]] = None) -> list[str]:
+    """``only`` (each a known source), or every source of ``MAKE_ALL_SOURCES`` with a folder under ``src_dir``."""
+    from datasets_prep.registry import MAKE_ALL_SOURCES, get_source
+
+    if not src_dir.is_dir():
+        raise SwiftkitError(f"--src-dir {shown(str(src_dir))}: no such folder")
+    names = list(only) if only else [n for n in MAKE_ALL_SOURCES if (src_dir / n).exists()]
+    for name in names:
+        get_source(name)
+    if not names:
+        raise SwiftkitError(f"--src-dir {shown(str(src_dir))}: no subfolder named after a source "
+                            f"({', '.join(MAKE_ALL_SOURCES)})")
+    return names
+
+
+def skipped_folders(src_dir: Path) -> list[str]:
+    """One line per subfolder of ``src_dir`` that is not converted (never skipped silently)."""
+    from datasets_prep.registry import MAKE_ALL_SOURCES, SOURCES
+
+    known = ", ".join(MAKE_ALL_SOURCES)
+    lines: list[str] = []
+    try:
+        entries = sorted(p for p in src_dir.iterdir() if not p.name.startswith(".") and p.is_dir())
+    except OSError:
+        return lines  # a folder that cannot be listed fails later, naming it
+    for path in entries:
+        name = path.name
+        if name in MAKE_ALL_SOURCES:
+            continue
+        if name in SOURCES:
+            lines.append(f"skipping {shown(name)}/ (prep-all converts only {known}; "
+                         f"run `swiftkit prep {name} --src {shown(str(path))}`)")
+        else:
+            lines.append(f"skipping {shown(name)}/ (no source of that name; known: {known})")
+    return lines
+
+
+def prep_all(src_dir: str | os.PathLike[str], out: str | os.PathLike[str], names: Sequence[str],
+             options: Callable[[str], dict[str, Any]],
+             progress_for: Optional[Callable[[str], Optional[Callable[[int], None]]]] = None) -> Iterator[Converted]:
+    """Convert ``SRC_DIR/<name>`` into ``OUT/<name>`` for each of ``names``, in order, yielding each result as it
+    finishes. ``options(name)`` gives that source's prep options; ``progress_for(name)``, called just before a source
+    starts, gives its ``progress`` callback (see :func:`datasets_prep.pipeline.prep`)."""
+    from datasets_prep.pipeline import prep
+
+    for name in names:
+        target = Path(out) / name
+        progress = progress_for(name) if progress_for is not None else None
+        manifest = prep(name, Path(src_dir) / name, target, progress=progress, **options(name))
+        yield Converted(name, target, manifest)

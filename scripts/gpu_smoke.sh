@@ -74,7 +74,7 @@ EOF
 
 echo "== GRPO smoke, vLLM colocate on $GPUS GPUs"
 start=$(date +%s)
-"$PY" -m swiftkit.smoke_grpo --data-dir "$OUT/data" --model-dir "$OUT/models/tiny-qwen2" --runs-root "$OUT/runs" \
+"$SK" smoke-grpo --data-dir "$OUT/data" --model-dir "$OUT/models/tiny-qwen2" --runs-root "$OUT/runs" \
   --set launch.device=cuda --set launch.nproc_per_node="$GPUS" \
   --set grpo.rollout.backend=vllm_colocate --set grpo.rollout.gpu_memory_utilization=0.3
 echo "grpo smoke: $(( $(date +%s) - start ))s"

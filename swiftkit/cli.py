@@ -30,6 +30,8 @@ ROUTES: dict[str, str] = {
     "train": "preflight, then run a recipe's training",
     "doctor": "report the installed stack and which shims apply",
     "tiny-model": "build the tiny random Qwen2 used by the smoke run",
+    "smoke": "the main job end to end on CPU with the tiny model (what `make smoke` runs)",
+    "smoke-grpo": "GRPO end to end on CPU with the tiny model (what `make smoke-grpo` runs)",
     "infer": "run `swift infer` on a trained run",
     "serve": "serve a trained run with `swift deploy` (OpenAI API)",
     "export": "merge LoRA weights or write a GGUF file",

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from datasets_prep.errors import SwiftkitError
+from datasets_prep.options import PrepOptions, PrepOptionsError
 from datasets_prep.oserrors import shown
 
 
@@ -54,16 +55,25 @@ def skipped_folders(src_dir: Path) -> list[str]:
     return lines
 
 
-def prep_all(src_dir: str | os.PathLike[str], out: str | os.PathLike[str], names: Sequence[str],
-             options: Callable[[str], dict[str, Any]],
+def prep_all(src_dir: str | os.PathLike[str], out: str | os.PathLike[str], options: Mapping[str, PrepOptions],
              progress_for: Optional[Callable[[str], Optional[Callable[[int], None]]]] = None) -> Iterator[Converted]:
-    """Convert ``SRC_DIR/<name>`` into ``OUT/<name>`` for each of ``names``, in order, yielding each result as it
-    finishes. ``options(name)`` gives that source's prep options; ``progress_for(name)``, called just before a source
-    starts, gives its ``progress`` callback (see :func:`datasets_prep.pipeline.prep`)."""
+    """Convert ``SRC_DIR/<source>`` into ``OUT/<source>`` with ``options[source]`` for each source, in order, yielding
+    each result as it finishes. Every source's options are validated before the first is converted (all problems at
+    once). ``progress_for(source)``, called just before a source starts, gives its ``progress`` callback (see
+    :func:`datasets_prep.pipeline.prep`)."""
     from datasets_prep.pipeline import prep
+    from datasets_prep.registry import get_source
 
-    for name in names:
+    found: dict[str, list[str]] = {}
+    for name, opts in options.items():
+        get_source(name)
+        found[name] = opts.problems()
+    common = [p for p in next(iter(found.values()), []) if all(p in ps for ps in found.values())]
+    problems = common + [f"{name}: {p}" for name, ps in found.items() for p in ps if p not in common]
+    if problems:  # an option all sources share is reported once, a source's own with its name
+        raise PrepOptionsError(problems)
+    for name, opts in options.items():
         target = Path(out) / name
         progress = progress_for(name) if progress_for is not None else None
-        manifest = prep(name, Path(src_dir) / name, target, progress=progress, **options(name))
+        manifest = prep(name, Path(src_dir) / name, target, opts, progress)
         yield Converted(name, target, manifest)

@@ -22,8 +22,7 @@ placeholder drawn per record from --score-choices, unless --score-from FIELD nam
 
 The first message is always the source's system prompt (ms-swift lets a data system field beat --system, so it
 is written into the data): --system replaces it; --keep-system keeps the data's own where a record has one.
-Defaults: --val-ratio 0.1 (when the source has no val file), --seed 42, --score-choices 8,8.5,9,9.5,10,
---max-length 2048. Same inputs and seed give byte-identical outputs.
+Each option's default is in its help below. Same inputs and seed give byte-identical outputs.
 
 Data as its authors have it: --encoding gbk reads a CSV/JSON/JSONL that Excel saved on Chinese Windows (without
 it, such a file is refused with one line saying so); --columns actions=行动,question=问题,answer=回答 renames input
@@ -46,7 +45,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
+
+from datasets_prep.options import OVER_LENGTH, PrepOptions
+
+
+DEFAULTS = PrepOptions()
+"""Every option's default, stated once in :class:`datasets_prep.options.PrepOptions`."""
+
+SHARED = ("val_ratio", "seed", "score_choices", "score_from", "single_turn", "max_length", "over_length", "encoding",
+          "columns", "keep_duplicates")
+"""PrepOptions fields both `prep` and `prep-all` take."""
+PER_SOURCE_EXAMPLES = {"score_from": "medical_r1=metrics.quality_f1", "encoding": "actions=gbk",
+                       "columns": "actions=actions=行动,question=问题"}
+"""Of those, the ones `prep-all` takes per source (``SOURCE=VALUE``, repeatable; a rating field, a file encoding and
+column names belong to one source's files), with an example each."""
+PER_SOURCE = tuple(PER_SOURCE_EXAMPLES)
+ONE_SOURCE = ("system", "keep_system", "model_name", "model_author")
+"""Fields only `prep` takes: a system prompt or persona name is one source's (prep-all's sources each have their
+own prompt, and none of them has {{NAME}} placeholders)."""
 
 
 def _scores(text: str) -> list[float]:
@@ -60,39 +77,77 @@ def _scores(text: str) -> list[float]:
     return values
 
 
+def _per_source(field: str, metavar: str, help_text: str) -> dict[str, Any]:
+    """argparse keywords of option ``field`` in its `prep-all` form: ``SOURCE=VALUE``, repeatable."""
+    return dict(action="append", default=[], metavar=f"SOURCE={metavar}",
+                help=f"{help_text}; for one source, repeatable, e.g. {PER_SOURCE_EXAMPLES[field]}")
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, *, per_source: bool = False) -> None:
+    """The prep options, defined once: `swiftkit prep` (``per_source=False``) and `swiftkit prep-all`
+    (``per_source=True``: --score-from, --encoding and --columns take ``SOURCE=VALUE``, and the options of
+    :data:`ONE_SOURCE` are not offered). Parsed back into PrepOptions by :func:`prep_options`."""
+    d = DEFAULTS
+    if not per_source:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("--system", help="system prompt for every record (replaces the source default and the "
+                                            "data's; for actions it replaces the instruction and the record's action "
+                                            "list stays)")
+        group.add_argument("--keep-system", action="store_true", default=d.keep_system,
+                           help="keep each record's own system prompt; the default only where a record has none")
+    parser.add_argument("--val-ratio", type=float, default=d.val_ratio,
+                        help=f"val share when the source has no val file (default {d.val_ratio})")
+    parser.add_argument("--seed", type=int, default=d.seed,
+                        help=f"seed for split, score and action shuffling (default {d.seed})")
+    parser.add_argument("--score-choices", type=_scores, default=list(d.score_choices),
+                        help=f"placeholder scores drawn per record (default {','.join(f'{c:g}' for c in d.score_choices)}"
+                             "); unused with --score-from")
+    score_help = ("take each record's score from this field of the raw record, a dotted path such as "
+                  "metrics.quality_f1 (a number, or text that parses as one, as in CSV); a record without one is "
+                  "rejected. Default: placeholder scores from --score-choices")
+    encoding_help = ("text encoding of CSV/JSON/JSONL inputs (default utf-8; e.g. gbk or gb18030 for a CSV saved by "
+                     "Excel on Chinese Windows, utf-8-sig)")
+    columns_help = ("rename input columns/fields before the reader sees them (CSV, Parquet, JSON objects), e.g. "
+                    "actions=行动,question=问题,answer=回答")
+    if per_source:
+        parser.add_argument("--score-from", **_per_source("score_from", "FIELD", score_help))
+        parser.add_argument("--encoding", **_per_source("encoding", "ENC", encoding_help))
+        parser.add_argument("--columns", **_per_source("columns", "FROM=TO,...", columns_help))
+    else:
+        parser.add_argument("--score-from", metavar="FIELD", help=score_help)
+        parser.add_argument("--encoding", metavar="ENC", help=encoding_help)
+        parser.add_argument("--columns", metavar="FROM=TO,...", help=columns_help)
+    parser.add_argument("--single-turn", action="store_true", help="keep only the first user/assistant exchange")
+    parser.add_argument("--max-length", type=int, default=d.max_length,
+                        help=f"token length reported against (default {d.max_length})")
+    if not per_source:
+        parser.add_argument("--model-name", nargs=2, metavar=("ZH", "EN"), help="fills {{NAME}} placeholders")
+        parser.add_argument("--model-author", nargs=2, metavar=("ZH", "EN"), help="fills {{AUTHOR}} placeholders")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep exact duplicate records (counted as kept, in the manifest's duplicates_kept)")
+    parser.add_argument("--over-length", choices=OVER_LENGTH, default=d.over_length,
+                        help=f"records over --max-length tokens: keep (default {d.over_length}: counted), drop "
+                             "(rejected, naming the count) or truncate (the last assistant message cut to fit)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def prep_options(args: argparse.Namespace, per_source: Optional[dict[str, dict[str, str]]] = None,
+                 source: Optional[str] = None) -> PrepOptions:
+    """The PrepOptions that the options of :func:`add_option_arguments` say. `prep-all` passes ``per_source``
+    ({field: {source: value}}) and the ``source`` being converted."""
+    values = {name: getattr(args, name) for name in SHARED}
+    if per_source is None:
+        values.update({name: getattr(args, name) for name in ONE_SOURCE})
+    else:
+        values.update({name: per_source[name].get(source) for name in PER_SOURCE})
+    return PrepOptions(**values)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="source name (see `swiftkit sources`)")
     parser.add_argument("--src", required=True, help="file, folder, modelscope://owner/name or hf://owner/name")
     parser.add_argument("--out", required=True, help="output folder (created)")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--system", help="system prompt for every record (replaces the source default and the data's; "
-                                        "for actions it replaces the instruction and the record's action list stays)")
-    group.add_argument("--keep-system", action="store_true", default=None,
-                       help="keep each record's own system prompt; the default only where a record has none")
-    parser.add_argument("--val-ratio", type=float, default=0.1, help="val share when the source has no val file (default 0.1)")
-    parser.add_argument("--seed", type=int, default=42, help="seed for split, score and action shuffling (default 42)")
-    parser.add_argument("--score-choices", type=_scores, default=[8.0, 8.5, 9.0, 9.5, 10.0],
-                        help="placeholder scores drawn per record (default 8,8.5,9,9.5,10); unused with --score-from")
-    parser.add_argument("--score-from", metavar="FIELD",
-                        help="take each record's score from this field of the raw record, a dotted path such as "
-                             "metrics.quality_f1 (a number, or text that parses as one, as in CSV); a record without "
-                             "one is rejected. Default: placeholder scores from --score-choices")
-    parser.add_argument("--single-turn", action="store_true", help="keep only the first user/assistant exchange")
-    parser.add_argument("--max-length", type=int, default=2048, help="token length reported against (default 2048)")
-    parser.add_argument("--model-name", nargs=2, metavar=("ZH", "EN"), help="fills {{NAME}} placeholders")
-    parser.add_argument("--model-author", nargs=2, metavar=("ZH", "EN"), help="fills {{AUTHOR}} placeholders")
-    parser.add_argument("--encoding", metavar="ENC",
-                        help="text encoding of CSV/JSON/JSONL inputs (default utf-8; e.g. gbk or gb18030 for a CSV "
-                             "saved by Excel on Chinese Windows, utf-8-sig)")
-    parser.add_argument("--columns", metavar="FROM=TO,...",
-                        help="rename input columns/fields before the reader sees them (CSV, Parquet, JSON objects), "
-                             "e.g. actions=行动,question=问题,answer=回答")
-    parser.add_argument("--keep-duplicates", action="store_true",
-                        help="keep exact duplicate records (counted as kept, in the manifest's duplicates_kept)")
-    parser.add_argument("--over-length", choices=("keep", "truncate", "drop"), default="keep",
-                        help="records over --max-length tokens: keep (default; counted), drop (rejected, naming the "
-                             "count) or truncate (the last assistant message cut to fit)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_option_arguments(parser)
 
 
 def summary_line(manifest: dict[str, Any], out: str) -> str:
@@ -122,19 +177,15 @@ def run(args: argparse.Namespace) -> int:
     from datasets_prep.registry import get_source
 
     get_source(args.source)  # unknown source fails before any work
-    options = dict(system=args.system, keep_system=args.keep_system, val_ratio=args.val_ratio, seed=args.seed,
-                   score_choices=args.score_choices, single_turn=args.single_turn, max_length=args.max_length,
-                   model_name=args.model_name, model_author=args.model_author, score_from=args.score_from,
-                   encoding=args.encoding, columns=args.columns, keep_duplicates=args.keep_duplicates,
-                   over_length=args.over_length)
+    options = prep_options(args)
     out = shown(args.out)
     try:
         with stop_on_signals():  # SIGINT/SIGTERM unwind like an error: temp files removed, lock released
             if args.no_progress:
-                manifest = prep(args.source, args.src, args.out, **options)
+                manifest = prep(args.source, args.src, args.out, options)
             else:
                 with record_bar(f"prep {args.source}") as update:
-                    manifest = prep(args.source, args.src, args.out, progress=update, **options)
+                    manifest = prep(args.source, args.src, args.out, options, progress=update)
     except Interrupted as stop:
         print(f"swiftkit prep: {stop}; no partial output left in {out}", file=sys.stderr)
         return stop.exit_code

@@ -4,13 +4,15 @@
   make prep SRC_DIR=~/downloads DATA_DIR=data     # ~/downloads/muice, ~/downloads/medical_r1, ...
 
 Each subfolder of --src-dir named after a source (muice, fortune, medical_r1, actions) is converted with that
-source's defaults (any other subfolder is reported on stderr, one line each, not skipped silently); other options
-(--seed, --val-ratio, --max-length) apply to all. Scores are placeholders unless --score-from SOURCE=FIELD names a
-source's own rating (repeatable), e.g.
+source's system prompt (any other subfolder is reported on stderr, one line each, not skipped silently). The options
+are `swiftkit prep`'s (see `swiftkit prep --help`): --seed, --val-ratio, --max-length, --score-choices,
+--single-turn, --keep-duplicates and --over-length apply to every source; --score-from, --encoding and --columns
+belong to one source's files, so they name it (SOURCE=VALUE, repeatable), e.g.
 
-  make prep SRC_DIR=~/downloads ARGS="--score-from medical_r1=metrics.quality_f1"
+  make prep SRC_DIR=~/downloads ARGS="--score-from medical_r1=metrics.quality_f1 --encoding actions=gbk"
 
-(the bundled medical_r1 samples are not all rated, so the default `make prep` keeps placeholders).
+(the bundled medical_r1 samples are not all rated, so the default `make prep` keeps placeholders). --system,
+--keep-system, --model-name and --model-author are one source's choice: use `swiftkit prep SOURCE` for those.
 """
 from __future__ import annotations
 
@@ -20,7 +22,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from swiftkit.cmd_prep import record_bar, summary_line
+from swiftkit.cmd_prep import (
+    PER_SOURCE,
+    PER_SOURCE_EXAMPLES,
+    add_option_arguments,
+    prep_options,
+    record_bar,
+    summary_line,
+)
 from swiftkit.errors import SwiftkitError
 
 
@@ -28,27 +37,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src-dir", default="datasets_prep/samples",
                         help="folder holding one subfolder per source (default datasets_prep/samples)")
     parser.add_argument("--out", default="data", help="output root (default data)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--val-ratio", type=float, default=0.1)
-    parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--sources", nargs="*", help="only these sources (default: every known one present)")
-    parser.add_argument("--score-from", action="append", default=[], metavar="SOURCE=FIELD",
-                        help="take SOURCE's scores from FIELD of each raw record (see `swiftkit prep --help`); "
-                             "repeatable")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_option_arguments(parser, per_source=True)
 
 
-def score_fields(pairs: Sequence[str], names: Sequence[str]) -> dict[str, str]:
-    """``SOURCE=FIELD`` pairs as {source: field}; a source that is not converted in this run is an error."""
-    fields: dict[str, str] = {}
+def per_source_values(field: str, pairs: Sequence[str], names: Sequence[str]) -> dict[str, str]:
+    """``SOURCE=VALUE`` pairs of option ``field`` as {source: value} (split at the first '='; the last pair for a
+    source wins); a source that is not converted in this run is an error."""
+    flag = "--" + field.replace("_", "-")
+    values: dict[str, str] = {}
     for pair in pairs:
-        name, sep, field = pair.partition("=")
-        if not sep or not name or not field:
-            raise SwiftkitError(f"--score-from {pair!r}: expected SOURCE=FIELD, e.g. medical_r1=metrics.quality_f1")
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise SwiftkitError(f"{flag} {pair!r}: expected SOURCE=VALUE, e.g. {PER_SOURCE_EXAMPLES[field]}")
         if name not in names:
-            raise SwiftkitError(f"--score-from {pair!r}: {name} is not converted in this run ({', '.join(names)})")
-        fields[name] = field
-    return fields
+            raise SwiftkitError(f"{flag} {pair!r}: {name} is not converted in this run ({', '.join(names)})")
+        values[name] = value
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,11 +66,8 @@ def run(args: argparse.Namespace) -> int:
         for line in skipped_folders(src_dir):
             print(f"swiftkit prep-all: {line}", file=sys.stderr, flush=True)
     names = source_names(src_dir, args.sources)
-    fields = score_fields(args.score_from, names)
-
-    def options(name: str) -> dict:
-        return dict(seed=args.seed, val_ratio=args.val_ratio, max_length=args.max_length,
-                    score_from=fields.get(name))
+    given = {field: per_source_values(field, getattr(args, field), names) for field in PER_SOURCE}
+    options = {name: prep_options(args, given, name) for name in names}
 
     with contextlib.ExitStack() as bar:
         def progress_for(name: str) -> Callable[[int], None]:
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             with stop_on_signals():  # SIGINT/SIGTERM unwind like an error: temp files removed, locks released
-                for done in prep_all(src_dir, args.out, names, options,
+                for done in prep_all(src_dir, args.out, options,
                                      None if args.no_progress else progress_for):
                     bar.close()
                     print(summary_line(done.manifest, shown(done.out)), flush=True)

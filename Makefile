@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv (Python 3.11) with the CPU stack
 
 prep: $(STAMP)  ## convert every source under SRC_DIR into DATA_DIR/<source>/
-	$(BIN)/python -m datasets_prep.make_all --src-dir $(SRC_DIR) --out $(DATA_DIR) $(ARGS)
+	$(SK) prep-all --src-dir $(SRC_DIR) --out $(DATA_DIR) $(ARGS)
 
 train: $(STAMP)  ## train RECIPE (make train RECIPE=muice_full ARGS=--dry-run)
 	$(SK) train $(RECIPE) $(ARGS)
@@ -47,10 +47,10 @@ test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest -q $(ARGS)
 
 smoke: $(STAMP)  ## end to end on CPU: prep samples, tiny model, train, infer, check
-	$(BIN)/python -m swiftkit.smoke $(ARGS)
+	$(SK) smoke $(ARGS)
 
 smoke-grpo: $(STAMP)  ## GRPO on CPU: prep action + medical samples, tiny model, SFT warm-up, GRPO on 2 processes
-	$(BIN)/python -m swiftkit.smoke_grpo $(ARGS)
+	$(SK) smoke-grpo $(ARGS)
 
 bench: $(STAMP)  ## throughput and memory figures (ratios within one run; ARGS=prep|plan|train)
 	$(BIN)/python -m benchmarks.run $(ARGS)

@@ -86,10 +86,11 @@ def _worker(kind: str, src: str, out: str) -> dict[str, Any]:
                 fh.write(json.dumps(rec) + "\n")
         records = len(data)
     elif kind == "prep":
+        from datasets_prep.options import PrepOptions
         from datasets_prep.pipeline import prep
 
         start = time.perf_counter()  # imports are not counted (the naive path imports nothing)
-        manifest = prep("muice", src, out, token_stats=False)
+        manifest = prep("muice", src, out, PrepOptions(token_stats=False))
         records = manifest["read"]
     elif kind == "tokens":
         from datasets_prep.stats import LengthCounter, qwen_batch_encoder, summarize

@@ -52,6 +52,7 @@ def parse_logging(path: Path) -> tuple[float, float, int, float, float]:
 
 
 def measure(epochs: int = EPOCHS, workdir: Path | None = None) -> Throughput:
+    from datasets_prep.options import PrepOptions
     from datasets_prep.pipeline import prep
     from swiftkit import launch
     from swiftkit.rundir import read_run_info
@@ -61,7 +62,7 @@ def measure(epochs: int = EPOCHS, workdir: Path | None = None) -> Throughput:
         root = Path(workdir or tmp)
         repo = Path(__file__).resolve().parents[1]
         data = root / "data" / "muice"
-        prep("muice", repo / "datasets_prep" / "samples" / "muice", data, token_stats=False, histogram=False)
+        prep("muice", repo / "datasets_prep" / "samples" / "muice", data, PrepOptions(token_stats=False, histogram=False))
         model = build_tiny_model(root / "tiny-qwen2")
         run = launch.train("smoke_tiny", runs_root=root / "runs", overrides=[
             f"model={model}", f"data.train=[{data / 'train.jsonl'}]", f"data.val=[{data / 'val.jsonl'}]",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -38,11 +37,9 @@ from datasets_prep.sourcefiles import check_encoding, parse_columns
 from datasets_prep.validate import check_messages
 from datasets_prep.atomic import json_text
 from datasets_prep.errors import SwiftkitError
+from datasets_prep.options import PrepOptions
 
-DEFAULT_SCORES = (8.0, 8.5, 9.0, 9.5, 10.0)
-DEFAULT_MAX_LENGTH = 2048
 COLUMNS = ("messages", "score", "solution")  # the keys of every output line, in order
-OVER_LENGTH = ("keep", "truncate", "drop")
 PROGRESS_EVERY = 1000
 _PLACEHOLDER = re.compile(r"\{\{(NAME|AUTHOR)\}\}")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -141,70 +138,21 @@ def _move_to_val(train: _Sink, val: _Sink, line: bytes) -> None:
     val.flush()
 
 
-def _check_options(choices: list[float], texts: dict[str, Optional[Sequence[str]]]) -> None:
-    """Values the outputs could not hold: a score that is not finite (JSON has no NaN), text that is not Unicode."""
-    bad = [c for c in choices if not math.isfinite(c)]
-    if bad:
-        raise SwiftkitError(f"--score-choices {','.join(map(str, choices))}: {bad[0]} is not a finite number")
-    for label, values in texts.items():
-        for value in values or ():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise SwiftkitError(f"{label} {shown(value)!r}: not valid text (undecodable bytes or a lone "
-                                    "surrogate)") from None
+def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], options: PrepOptions = PrepOptions(),
+         progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+    """Convert ``src`` (path or hub id) of ``source`` into ``out`` as ``options`` say; returns the manifest (also
+    written). ``options`` are validated first, every problem reported at once (:meth:`PrepOptions.validate`).
 
-
-def prep(
-    source: str,
-    src: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    system: Optional[str] = None,
-    keep_system: Optional[bool] = None,
-    val_ratio: float = 0.1,
-    seed: int = 42,
-    score_choices: Sequence[float] = DEFAULT_SCORES,
-    single_turn: bool = False,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    model_name: Optional[Sequence[str]] = None,
-    model_author: Optional[Sequence[str]] = None,
-    score_from: Optional[str] = None,
-    token_stats: bool = True,
-    histogram: bool = True,
-    progress: Optional[Callable[[int], None]] = None,
-    encoding: Optional[str] = None,
-    columns: Any = None,
-    keep_duplicates: bool = False,
-    over_length: str = "keep",
-) -> dict[str, Any]:
-    """Convert ``src`` (path or hub id) of ``source`` into ``out``; returns the manifest (also written).
-
-    ``progress(n)`` is called with the number of input records read since the last call. ``score_from`` is a
-    dotted field path into the raw record (``metrics.quality_f1``) whose number becomes the score; a record
-    without one is rejected. Without it the score is a placeholder drawn from ``score_choices``.
-    ``token_stats=False`` skips the tokenizer (benchmarks time it on its own); a real prep keeps it on.
-
-    ``encoding`` decodes CSV/JSON/JSONL text (default UTF-8); ``columns`` ({FROM: TO} or "FROM=TO,...") renames
-    input fields before the reader sees them. ``keep_duplicates`` keeps exact duplicate records (counted in
-    ``duplicates_kept``, as kept). ``over_length``: ``keep`` (counted only), ``drop`` (a reject naming the count and
-    the limit) or ``truncate`` (the last assistant message cut so that the record fits; a reject where it cannot).
+    ``progress(n)`` is called with the number of input records read since the last call.
     """
     entry = get_source(source)
-    if not 0.0 <= val_ratio < 1.0:
-        raise SwiftkitError(f"--val-ratio {val_ratio}: must be in [0, 1)")
-    choices = [float(c) for c in score_choices]
-    if not choices:
-        raise SwiftkitError("--score-choices: give at least one score")
-    for label, pair in (("--model-name", model_name), ("--model-author", model_author)):
-        if pair is not None and len(pair) != 2:
-            raise SwiftkitError(f"{label}: give two values, ZH and EN")
-    _check_options(choices, {"--system": None if system is None else [system], "--model-name": model_name,
-                             "--model-author": model_author})
-    if max_length < 1:
-        raise SwiftkitError(f"--max-length {max_length}: must be positive")
-    if over_length not in OVER_LENGTH:
-        raise SwiftkitError(f"--over-length {shown(str(over_length))}: choose {', '.join(OVER_LENGTH)}")
+    options.validate()
+    system, keep_system, val_ratio, seed = options.system, options.keep_system, options.val_ratio, options.seed
+    single_turn, max_length, over_length = options.single_turn, options.max_length, options.over_length
+    model_name, model_author, score_from = options.model_name, options.model_author, options.score_from
+    encoding, columns, keep_duplicates = options.encoding, options.columns, options.keep_duplicates
+    token_stats, histogram = options.token_stats, options.histogram
+    choices = [float(c) for c in options.score_choices]
     codec = check_encoding(encoding)
     renames = parse_columns(columns)
     scorer = ScoreField(score_from) if score_from is not None else None

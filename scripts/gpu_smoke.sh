@@ -30,7 +30,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
 fi
 
 echo "== prep + tiny model"
-"$PY" -m datasets_prep.make_all --src-dir datasets_prep/samples --out "$OUT/data" --sources muice --no-progress
+"$SK" prep-all --src-dir datasets_prep/samples --out "$OUT/data" --sources muice --no-progress
 "$SK" tiny-model "$OUT/models/tiny-qwen2"
 
 echo "== train smoke_tiny on $GPUS GPUs, DeepSpeed ZeRO-2"
@@ -74,7 +74,7 @@ EOF
 
 echo "== GRPO smoke, vLLM colocate on $GPUS GPUs"
 start=$(date +%s)
-"$PY" -m swiftkit.smoke_grpo --data-dir "$OUT/data" --model-dir "$OUT/models/tiny-qwen2" --runs-root "$OUT/runs" \
+"$SK" smoke-grpo --data-dir "$OUT/data" --model-dir "$OUT/models/tiny-qwen2" --runs-root "$OUT/runs" \
   --set launch.device=cuda --set launch.nproc_per_node="$GPUS" \
   --set grpo.rollout.backend=vllm_colocate --set grpo.rollout.gpu_memory_utilization=0.3
 echo "grpo smoke: $(( $(date +%s) - start ))s"

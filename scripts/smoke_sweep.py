@@ -24,7 +24,7 @@ DEFAULT_GRID = ["42:2:1", "42:2:2", "1:2:1", "2:2:1", "3:1:1", "42:1:2"]
 def one_run(root: Path, seed: int, nproc: int, threads: int) -> dict[str, str]:
     tag = f"s{seed}-p{nproc}-t{threads}"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "swiftkit.smoke", "--quiet", "--data-dir", str(root / "data"),
+    cmd = [sys.executable, "-m", "swiftkit.cli", "smoke", "--quiet", "--data-dir", str(root / "data"),
            "--model-dir", str(root / "models" / "tiny-qwen2"), "--runs-root", str(root / "runs" / tag),
            "--set", f"seed={seed}", "--set", f"launch.nproc_per_node={nproc}"]
     start = time.perf_counter()

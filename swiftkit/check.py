@@ -1,29 +1,9 @@
-"""Post-train checks for a run; writes RUN/check_report.json and exits 1 when a check fails.
-
-  eos          generation_config.json lists the template's end-of-turn token (<|im_end|> = 151645 for Qwen chat
-               templates) among its eos ids; otherwise generation never stops. --fix adds it (atomic rewrite;
-               for a LoRA run the fixed copy goes into the adapter checkpoint, never into the base model).
-  stop_label   the last assistant token of encoded training records (the end-of-turn token) carries a label, so
-               the model learns to stop. Records are encoded with ms-swift's own template at the run's max_length.
-  template     persona runs: the checkpoint's saved chat template (chat_template.jinja and tokenizer_config.json,
-               both) defaults to the run's system prompt when a conversation has none. --fix writes it.
-  identity     persona runs: "你是谁？" and two paraphrases, greedy, through the checkpoint's saved template (what
-               transformers, vLLM and llama.cpp clients get), under three conditions: the run's system prompt,
-               no system message, and the base template's own default system ("You are a helpful assistant." /
-               "You are Qwen, ..."). An answer claiming Qwen / 通义千问 / Alibaba / 阿里 fails the first two (a
-               denial such as "才不是Qwen呢" is fine); the third is reported, not failed (never trained there).
-
---fix and the report write only inside the run directory.
-
-examples:
-  swiftkit check runs/muice_full/v1
-  swiftkit check runs/muice_full/v1 --fix            # repair generation_config.json eos ids
-  swiftkit check runs/muice_full/v1 --no-probe       # skip the identity probe (no model load)
-  swiftkit check runs/muice_full/v1 --checkpoint best
+"""Post-train checks of a run (eos ids, stop labels, persona template, identity probe); `swiftkit check` is its
+command (swiftkit/cmd_check.py, whose help describes each check). :func:`run_checks` writes RUN/check_report.json
+and returns the report; nothing outside the run directory is written, --fix included.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -319,18 +299,3 @@ def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = Fal
     }
     write_json(run / REPORT, report)
     return report
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="run directory (runs/<recipe>/v<N>)")
-    parser.add_argument("--checkpoint", default="last", help="best | last (default) | a checkpoint folder")
-    parser.add_argument("--fix", action="store_true", help="add the end-of-turn id to generation_config.json eos")
-    parser.add_argument("--no-probe", action="store_true", help="skip the identity probe (no model load)")
-
-
-def run(args: argparse.Namespace) -> int:
-    report = run_checks(args.run, checkpoint=args.checkpoint, fix=args.fix, probe=not args.no_probe)
-    for item in report["checks"]:
-        print(f"{item['status']:4}  {item['name']:10}  {item['detail']}")
-    print(f"report: {Path(args.run) / REPORT}")
-    return 0 if report["ok"] else 1

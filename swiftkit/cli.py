@@ -1,38 +1,43 @@
-"""swiftkit command line: a route table of thin subcommands.
+"""One convention: every `swiftkit` command is a module ``swiftkit/cmd_<command>.py`` (dashes become underscores) exposing ``add_arguments(parser)`` and ``run(args) -> int``; it parses options, calls library functions, prints. Library modules never define argparse parsers, never read sys.argv and never print progress bars of their own (they take callbacks or return results).
 
-Each route names a module that exposes ``add_arguments(parser)`` and ``run(args) -> int``.
-Modules are imported only when their command runs, so ``swiftkit --help`` and
-``swiftkit plan`` never pay for torch or ms-swift imports (the same idea as ms-swift's
-``swift/cli/main.py`` route table).
+This module is the route table of those thin subcommands. A command module's docstring is its ``--help``
+description. Command modules are imported only when their command runs and import heavy packages inside ``run``,
+so ``swiftkit --help`` and ``swiftkit plan`` never pay for torch or ms-swift imports (the same idea as ms-swift's
+``swift/cli/main.py`` route table). The modules swiftkit starts as child processes (``swiftkit.worker``,
+``swiftkit.deploy_child``, ``swiftkit.llamacpp``) are process entry points, not commands: they read their own argv.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 
-class Route(NamedTuple):
-    module: str
-    summary: str
+def module_name(command: str) -> str:
+    """The module that implements ``command``: ``swiftkit.cmd_<command>``, dashes as underscores."""
+    return "swiftkit.cmd_" + command.replace("-", "_")
 
 
-ROUTES: dict[str, Route] = {
-    "prep": Route("datasets_prep.cli", "convert a dataset source into ms-swift messages JSONL"),
-    "sources": Route("datasets_prep.cli_sources", "list the dataset sources prep knows"),
-    "recipes": Route("swiftkit.cmd_recipes", "list the training recipes"),
-    "show": Route("swiftkit.cmd_show", "print a recipe, resolved and validated"),
-    "plan": Route("swiftkit.cmd_plan", "print the exact `swift sft` / `swift rlhf` command a recipe becomes"),
-    "train": Route("swiftkit.cmd_train", "preflight, then run a recipe's training"),
-    "doctor": Route("swiftkit.doctor", "report the installed stack and which shims apply"),
-    "tiny-model": Route("swiftkit.tiny", "build the tiny random Qwen2 used by the smoke run"),
-    "infer": Route("swiftkit.infer", "run `swift infer` on a trained run"),
-    "serve": Route("swiftkit.serve", "serve a trained run with `swift deploy` (OpenAI API)"),
-    "export": Route("swiftkit.export", "merge LoRA weights or write a GGUF file"),
-    "check": Route("swiftkit.check", "post-train checks: eos ids, stop labels, identity probe"),
-    "eval": Route("swiftkit.cmd_eval", "base vs tuned answers side by side, task metrics, an HTML report"),
-    "preview": Route("swiftkit.cmd_preview", "show which tokens of a recipe's records are trained and which masked"),
+ROUTES: dict[str, str] = {
+    # command: one-line summary for `swiftkit --help`; the code is in module_name(command)
+    "prep": "convert a dataset source into ms-swift messages JSONL",
+    "prep-all": "convert every source folder under a directory (what `make prep` runs)",
+    "sources": "list the dataset sources prep knows",
+    "recipes": "list the training recipes",
+    "show": "print a recipe, resolved and validated",
+    "plan": "print the exact `swift sft` / `swift rlhf` command a recipe becomes",
+    "train": "preflight, then run a recipe's training",
+    "doctor": "report the installed stack and which shims apply",
+    "tiny-model": "build the tiny random Qwen2 used by the smoke run",
+    "smoke": "the main job end to end on CPU with the tiny model (what `make smoke` runs)",
+    "smoke-grpo": "GRPO end to end on CPU with the tiny model (what `make smoke-grpo` runs)",
+    "infer": "run `swift infer` on a trained run",
+    "serve": "serve a trained run with `swift deploy` (OpenAI API)",
+    "export": "merge LoRA weights or write a GGUF file",
+    "check": "post-train checks: eos ids, stop labels, identity probe",
+    "eval": "base vs tuned answers side by side, task metrics, an HTML report",
+    "preview": "show which tokens of a recipe's records are trained and which masked",
 }
 
 EPILOG = """\
@@ -52,7 +57,7 @@ typical flow:
 def _top_level_help() -> str:
     width = max(len(name) for name in ROUTES)
     lines = ["usage: swiftkit COMMAND [options]", "", "commands:"]
-    lines += [f"  {name.ljust(width)}  {route.summary}" for name, route in ROUTES.items()]
+    lines += [f"  {name.ljust(width)}  {summary}" for name, summary in ROUTES.items()]
     return "\n".join(lines) + "\n\n" + EPILOG
 
 
@@ -74,14 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"swiftkit {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
-    route = ROUTES.get(name)
-    if route is None:
+    summary = ROUTES.get(name)
+    if summary is None:
         print(f"swiftkit: unknown command '{name}'{_did_you_mean(name)}; see `swiftkit --help`", file=sys.stderr)
         return 2
-    module = importlib.import_module(route.module)
+    module = importlib.import_module(module_name(name))
     parser = argparse.ArgumentParser(
         prog=f"swiftkit {name}",
-        description=(module.__doc__ or route.summary).strip(),
+        description=(module.__doc__ or summary).strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     module.add_arguments(parser)

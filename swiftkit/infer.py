@@ -1,32 +1,16 @@
-"""Run `swift infer` on a trained run: batch over the val split, a few prompts, or interactively.
-
-The backend is vLLM when a GPU is visible (tensor parallel over every visible GPU, max LoRA rank from the
-run's LoRA rank, max model length = training max_length + --max-new-tokens), `pt` (plain PyTorch) otherwise.
-Decoding is greedy by default (--temperature 0), so the same run gives the same answers.
-
-Results go to RUN/infer/<name>.jsonl (one line per sample: messages, response, labels), written atomically;
-the name defaults to `val` for --val and `prompt` for --prompt. ms-swift's log goes to RUN/infer/<name>.log.
-
-examples:
-  swiftkit infer runs/muice_full/v1 --val                   # the run's val split, batch path
-  swiftkit infer runs/muice_full/v1 --prompt "你是谁？"       # one answer, printed and saved
-  swiftkit infer runs/fortune_lora/v2 --val --merge-lora    # merge the adapter first (vLLM-friendly)
-  swiftkit infer runs/muice_full/v1 --checkpoint best       # best|last (default last) or a checkpoint folder
-  swiftkit infer runs/muice_full/v1                         # interactive chat in the terminal
+"""`swift infer` on a trained run: what to load (:func:`model_spec_for`), the backend (vLLM on a GPU, pt on CPU),
+batch inference into RUN/infer/<name>.jsonl (:func:`batch_infer`), the interactive command, and in-process greedy
+answers (:func:`greedy_answers`). `swiftkit infer` (swiftkit/cmd_infer.py) is its command.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import subprocess
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from datasets_prep.atomic import atomic_open
 from swiftkit.devices import visible_gpus
 from swiftkit.errors import SwiftkitError
-from swiftkit.jsonl import read_jsonl
 from swiftkit.proc import run_child
 from swiftkit.infer_args import (
     Backend,
@@ -36,7 +20,6 @@ from swiftkit.infer_args import (
     VllmOptions,
     infer_args,
     python_module_command,
-    quote,
 )
 from swiftkit.remote_code import refuse_remote_code
 from swiftkit.rundir import RunInfo, read_run_info, resolve_checkpoint
@@ -145,25 +128,9 @@ def greedy_answers(spec: ModelSpec, conversations: Sequence[list[dict]], max_new
     return [r.choices[0].message.content for r in responses]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="run directory (runs/<recipe>/v<N>)")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--val", action="store_true", help="run the run's val files through the batch path")
-    mode.add_argument("--prompt", action="append", metavar="TEXT", help="a user message (repeatable)")
-    parser.add_argument("--backend", choices=["vllm", "pt"], help="default: vllm when a GPU is visible, else pt")
-    parser.add_argument("--checkpoint", default="last", help="best | last (default) | a checkpoint folder")
-    parser.add_argument("--merge-lora", action="store_true", help="LoRA runs: merge the adapter before inference")
-    parser.add_argument("--name", help="result name under RUN/infer/ (default: val or prompt)")
-    parser.add_argument("--system", help="system prompt (default: the run's)")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="default 512")
-    parser.add_argument("--temperature", type=float, default=0.0, help="default 0 (greedy)")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="pt backend batch size (default 16)")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM (default 0.9)")
-    parser.add_argument("--max-model-len", type=int, help="vLLM (default: training max_length + max-new-tokens)")
-
-
-def _val_file(run: Path, info: RunInfo) -> Path:
-    """The run's val files joined into one JSONL under RUN/infer/ (ms-swift takes one --val_dataset per file)."""
+def val_input_file(run_dir: str | Path, info: RunInfo) -> Path:
+    """The run's val files joined into RUN/infer/val.input.jsonl (ms-swift takes one --val_dataset per file)."""
+    run = Path(run_dir)
     if not info.val_files:
         raise SwiftkitError(f"{run}: the run has no val files (swiftkit_run.json val_files is empty)")
     missing = [f for f in info.val_files if not Path(f).is_file()]
@@ -177,46 +144,24 @@ def _val_file(run: Path, info: RunInfo) -> Path:
     return joined
 
 
-def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run)
+def prompt_input_file(run_dir: str | Path, name: str, prompts: Sequence[str], system: Optional[str]) -> Path:
+    """``prompts`` as messages records in RUN/infer/<name>.input.jsonl, for the batch path."""
+    records = Path(run_dir) / INFER_DIR / f"{name}.input.jsonl"
+    with atomic_open(records) as handle:
+        for rec in prompt_records(prompts, system):
+            handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    return records
+
+
+def interactive_command(run_dir: str | Path, *, backend: Backend, generation: GenerationOptions,
+                        checkpoint: str = "last", system: Optional[str] = None, merge_lora: bool = False,
+                        gpu_memory_utilization: float = 0.9, max_model_len: Optional[int] = None) -> list[str]:
+    """The ``swift infer`` command line for an interactive chat in the terminal (the caller runs it)."""
     info = read_run_info(run_dir)
-    generation = GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                   max_batch_size=args.max_batch_size)
-    backend: Backend = args.backend or default_backend()
-    if not args.val and not args.prompt:
-        if not sys.stdin.isatty():
-            raise SwiftkitError("interactive infer reads a terminal and stdin is not one: pass --prompt TEXT "
-                                "(repeatable) or --val")
-        require_backend(backend)
-        spec = model_spec_for(run_dir, args.checkpoint, args.system)
-        job = InferJob(spec=spec, backend=backend, generation=generation, merge_lora=args.merge_lora,
-                       vllm=vllm_options(info, gpu_memory_utilization=args.gpu_memory_utilization,
-                                         max_model_len=args.max_model_len, max_new_tokens=args.max_new_tokens,
-                                         gpus=visible_gpus() if backend == "vllm" else 0))
-        cmd = python_module_command("swift.cli.infer", infer_args(job))
-        print("$ " + quote(cmd), flush=True)
-        return subprocess.call(cmd)
-    if args.val:
-        name = args.name or "val"
-        records = _val_file(run_dir, info)
-    else:
-        name = args.name or "prompt"
-        records = run_dir / INFER_DIR / f"{name}.input.jsonl"
-        system = args.system if args.system is not None else info.system
-        with atomic_open(records) as handle:
-            for rec in prompt_records(args.prompt, system):
-                handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    print(f"swift infer ({backend}) on {records} ...", flush=True)
-    out = batch_infer(run_dir, records_file=records, name=name, checkpoint=args.checkpoint, backend=backend,
-                      merge_lora=args.merge_lora, generation=generation,
-                      gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
-                      system=args.system)
-    results = read_jsonl(out)
-    if args.prompt:
-        for prompt, row in zip(args.prompt, results):
-            print(f"> {prompt}\n{row.get('response', '')}")
-    else:
-        exact = sum(1 for r in results if r.get("labels") is not None and r.get("response") == r.get("labels"))
-        print(f"{len(results)} answers, {exact} identical to the reference")
-    print(f"results: {out}")
-    return 0
+    require_backend(backend)
+    spec = model_spec_for(run_dir, checkpoint, system)
+    job = InferJob(spec=spec, backend=backend, generation=generation, merge_lora=merge_lora,
+                   vllm=vllm_options(info, gpu_memory_utilization=gpu_memory_utilization,
+                                     max_model_len=max_model_len, max_new_tokens=generation.max_new_tokens,
+                                     gpus=visible_gpus() if backend == "vllm" else 0))
+    return python_module_command("swift.cli.infer", infer_args(job))

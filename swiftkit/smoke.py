@@ -1,31 +1,16 @@
-"""The smoke run (`make smoke`): proof on CPU, in minutes, that the main job works end to end.
-
-  1. prep the bundled Muice samples            -> data/muice/{train,val}.jsonl
-  2. build the tiny random Qwen2                -> models/tiny-qwen2 (kept when an identical one exists)
-  3. train recipe smoke_tiny through the launcher (2 CPU processes, torchrun + swiftkit worker)
-  4. swiftkit check (eos ids, stop labels, identity probe)
-  5. swift infer (pt backend, greedy) on trained prompts -> RUN/infer/smoke.jsonl
-  6. learning assertions: the final train loss is well below the first, and greedy decoding of every probed
-     trained prompt returns its trained answer exactly.
-
-Exit 0 only when every step and assertion passes; a summary table is printed at the end.
-
-examples:
-  python -m swiftkit.smoke
-  python -m swiftkit.smoke --runs-root /tmp/runs --probes 5
-  python -m swiftkit.smoke --set num_train_epochs=60      # recipe overrides, as `swiftkit train --set`
+"""The smoke run's library half: :func:`smoke` runs the pipeline (prep the Muice samples, tiny model, train
+smoke_tiny through the launcher, check, infer) and returns verdicts; :func:`learning_verdict` and
+:func:`persona_verdict` judge it; :func:`summary` / :func:`parse_summary` are its table. `swiftkit smoke`
+(swiftkit/cmd_smoke.py, `make smoke`) is its command.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from swiftkit.errors import SwiftkitError
 from swiftkit.jsonl import read_jsonl
 
 LOSS_RATIO = 0.2
@@ -113,28 +98,6 @@ class StepTimer:
         value = fn()
         self.timings[name] = time.perf_counter() - start
         return value
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every smoke pipeline takes: where data, model and runs go, recipe overrides, how much is shown."""
-    parser.add_argument("--data-dir", default="data", help="prep output root (default data)")
-    parser.add_argument("--model-dir", default="models/tiny-qwen2", help="tiny model folder")
-    parser.add_argument("--runs-root", default="runs", help="runs root (default runs)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="recipe override (repeatable)")
-    shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("--quiet", action="store_true", help="no training progress line")
-    shown.add_argument("--verbose", action="store_true", help="echo every training output line (all ranks)")
-
-
-def output_callbacks(args: argparse.Namespace, name: str) -> tuple[Any, Callable[[str], None],
-                                                                   Optional[Callable[[str], None]]]:
-    """(progress bar, on_step, on_output) for ``--quiet`` / ``--verbose`` / the default single progress line."""
-    from swiftkit.train_progress import TrainProgress
-
-    progress = TrainProgress(f"{name} train")
-    on_output = None if args.quiet else (lambda line: print(line, flush=True)) if args.verbose else progress
-    return progress, lambda s: (progress.close(), print(f"== {name}: {s}", flush=True)), on_output
 
 
 @dataclass
@@ -238,34 +201,3 @@ def parse_summary(out: str) -> dict[str, str]:
         if sep:
             rows[key.strip()] = value.strip()
     return rows
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m swiftkit.smoke", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", default="datasets_prep/samples/muice", help="Muice sample folder")
-    parser.add_argument("--recipe", default="smoke_tiny")
-    parser.add_argument("--probes", type=int, default=3, help="trained prompts to decode (default 3)")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    progress, on_step, on_output = output_callbacks(args, "smoke")
-    try:
-        result = smoke(samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir,
-                       runs_root=args.runs_root, recipe=args.recipe, overrides=args.overrides, probes=args.probes,
-                       on_step=on_step, on_output=on_output)
-    except SwiftkitError as exc:
-        progress.close()
-        print(f"smoke: error: {exc}", file=sys.stderr)
-        return 1
-    print(summary(result))
-    for problem in result.verdict.problems:
-        print(f"  learning: {problem}")
-    for problem in result.persona[2]:
-        print(f"  persona: {problem}")
-    print(f"smoke took {time.perf_counter() - start:.0f} s")
-    return 0 if result.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,34 +1,17 @@
-"""The GRPO smoke run (`make smoke-grpo`): proof on CPU that GRPO trains through swiftkit end to end.
-
-  1. prep the bundled action and medical-R1 samples  -> data/{actions,medical_r1}/ (with `solution` and `score`)
-  2. build the tiny random Qwen2                      -> models/tiny-qwen2
-  3. SFT warm-up, recipe smoke_grpo_sft (1 CPU process): a random model never varies its rewards
-  4. GRPO, recipe smoke_grpo (2 CPU processes, gloo; `init_from` the warm-up run), swiftkit's rewards
-  5. per-reward means per step from ms-swift's log; sampled completions from <run>/completions.jsonl
-
-Passes only when rewards were computed at every step, at least one group of completions of the same prompt got
-different total rewards (a group whose completions all score alike gives GRPO no gradient), every logged loss is
-finite, and completions.jsonl is in the run directory. Reward *improvement* is printed, not required: a dozen GRPO
-steps on a 10M-parameter model are a plumbing proof, not a learning curve.
-
-examples:
-  python -m swiftkit.smoke_grpo
-  python -m swiftkit.smoke_grpo --runs-root /tmp/runs --set max_steps=20
+"""The GRPO smoke run's library half: :func:`smoke_grpo` runs the pipeline (prep the action and medical
+samples, tiny model, SFT warm-up, GRPO on 2 CPU processes) and :func:`grpo_verdict` judges a GRPO run from its own
+logs; :func:`summary` is its table. `swiftkit smoke-grpo` (swiftkit/cmd_smoke_grpo.py, `make smoke-grpo`) is its
+command, whose help says what passes.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from swiftkit.errors import SwiftkitError
 from swiftkit.jsonl import read_jsonl
-from swiftkit.smoke import add_common_arguments, output_callbacks
 
 SOURCES = ("actions", "medical_r1")
 REWARD_PREFIX = "rewards/"
@@ -177,31 +160,3 @@ def summary(result: GrpoSmokeResult) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(lines + [""] + [f"{k.ljust(width)}  {val}" for k, val in rows])
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m swiftkit.smoke_grpo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", default="datasets_prep/samples", help="folder holding actions/ and medical_r1/")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    progress, on_step, on_output = output_callbacks(args, "smoke-grpo")
-    try:
-        result = smoke_grpo(samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir,
-                            runs_root=args.runs_root, overrides=args.overrides,
-                            on_step=on_step, on_output=on_output)
-    except SwiftkitError as exc:
-        progress.close()
-        print(f"smoke-grpo: error: {exc}", file=sys.stderr)
-        return 1
-    progress.close()
-    print(summary(result))
-    for problem in result.verdict.problems:
-        print(f"  grpo: {problem}")
-    print(f"smoke-grpo took {time.perf_counter() - start:.0f} s")
-    return 0 if result.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets_prep import make_all
+from datasets_prep.options import PrepOptions
 from datasets_prep.pipeline import COLUMNS, prep
 from datasets_prep.records import FieldError
 from datasets_prep.scorefield import ScoreField
@@ -50,7 +50,7 @@ def medical(question: str, metrics: object = None, **extra) -> dict:
      {"model_name": ("沐雪", "Muice"), "model_author": ("沐沐", "Moemu")}),
 ])
 def test_solution_is_the_final_assistant_content_for_every_source(tmp_path, source, src, kw):
-    manifest = prep(source, src, tmp_path / "o", token_stats=False, **kw)
+    manifest = prep(source, src, tmp_path / "o", PrepOptions(token_stats=False, **kw))
     recs = outputs(tmp_path / "o")
     assert len(recs) == manifest["train"] + manifest["val"] > 0
     for rec in recs:
@@ -67,10 +67,10 @@ def test_solution_multi_turn_and_single_turn(tmp_path):
     last = "叁\n\"引号\"\\"  # escapes survive the round trip
     src = write_jsonl(tmp_path / "m.jsonl", [{"conversation": [
         {"human": "一", "assistant": "壹"}, {"human": "二", "assistant": "贰"}, {"human": "三", "assistant": last}]}])
-    prep("muice", src, tmp_path / "a", token_stats=False, val_ratio=0.0)
+    prep("muice", src, tmp_path / "a", PrepOptions(token_stats=False, val_ratio=0.0))
     (rec,) = lines(tmp_path / "a" / "train.jsonl")
     assert rec["solution"] == last and len(rec["messages"]) == 7
-    prep("muice", src, tmp_path / "b", token_stats=False, val_ratio=0.0, single_turn=True)
+    prep("muice", src, tmp_path / "b", PrepOptions(token_stats=False, val_ratio=0.0, single_turn=True))
     (rec,) = lines(tmp_path / "b" / "train.jsonl")
     assert rec["solution"] == "壹" and len(rec["messages"]) == 3
 
@@ -89,7 +89,7 @@ BEFORE_SOLUTION = {
 
 @pytest.mark.parametrize("source", sorted(BEFORE_SOLUTION))
 def test_the_new_column_is_the_only_change_in_bytes(tmp_path, source):
-    prep(source, SAMPLES / source, tmp_path / "o", token_stats=False)
+    prep(source, SAMPLES / source, tmp_path / "o", PrepOptions(token_stats=False))
     for name, expected in zip(("train.jsonl", "val.jsonl"), BEFORE_SOLUTION[source]):
         data = (tmp_path / "o" / name).read_bytes()
         stripped = b"".join(row.rsplit(b',"solution":', 1)[0] + b"}\n" for row in data.splitlines())
@@ -104,7 +104,7 @@ def test_score_from_takes_the_real_rating(tmp_path, fmt):
     rows = [medical("头痛", {"quality_f1": 0.25}), medical("发烧", {"quality_f1": 1}),
             medical("咳嗽", {"quality_f1": 0.75})]
     src = _write_format(tmp_path / "src" / "data", fmt, rows)
-    m = prep("medical_r1", src, tmp_path / "o", token_stats=False, val_ratio=0.0, score_from=FIELD)
+    m = prep("medical_r1", src, tmp_path / "o", PrepOptions(token_stats=False, val_ratio=0.0, score_from=FIELD))
     assert (m["read"], m["train"], m["rejected"]) == (3, 3, 0)
     scores = {r["messages"][1]["content"]: r["score"] for r in outputs(tmp_path / "o")}
     assert scores == {"头痛": 0.25, "发烧": 1.0, "咳嗽": 0.75}
@@ -117,9 +117,9 @@ def test_score_from_flattened_csv_header_and_top_level_field(tmp_path):
     src.write_text("question,think,answer,metrics.quality_f1,rating\n"
                    "头痛,想,答,0.5, 7 \n"
                    "发烧,想,答,1e-1,3\n", encoding="utf-8")
-    m = prep("medical_r1", src, tmp_path / "a", token_stats=False, val_ratio=0.0, score_from=FIELD)
+    m = prep("medical_r1", src, tmp_path / "a", PrepOptions(token_stats=False, val_ratio=0.0, score_from=FIELD))
     assert [r["score"] for r in outputs(tmp_path / "a")] == [0.5, 0.1] and m["score"]["min"] == 0.1
-    prep("medical_r1", src, tmp_path / "b", token_stats=False, val_ratio=0.0, score_from="rating")
+    prep("medical_r1", src, tmp_path / "b", PrepOptions(token_stats=False, val_ratio=0.0, score_from="rating"))
     assert [r["score"] for r in outputs(tmp_path / "b")] == [7.0, 3.0]
 
 
@@ -133,7 +133,7 @@ def test_record_without_a_score_is_rejected_naming_the_field(tmp_path):
             medical("列表", {"quality_f1": [1]}),
             medical("好2", {"quality_f1": 0.6})]
     src = write_jsonl(tmp_path / "r1.jsonl", rows)
-    m = prep("medical_r1", src, tmp_path / "o", token_stats=False, val_ratio=0.0, score_from=FIELD)
+    m = prep("medical_r1", src, tmp_path / "o", PrepOptions(token_stats=False, val_ratio=0.0, score_from=FIELD))
     assert (m["read"], m["train"], m["val"], m["rejected"], m["duplicates"]) == (8, 2, 0, 6, 0)
     assert m["read"] == m["train"] + m["val"] + m["rejected"] + m["duplicates"]
     assert {r["messages"][1]["content"]: r["score"] for r in outputs(tmp_path / "o")} == {"好1": 0.9, "好2": 0.6}
@@ -151,7 +151,7 @@ def test_csv_cells_that_are_not_numbers_are_rejected(tmp_path):
     src = tmp_path / "r1.csv"
     src.write_text("question,think,answer,rating\n好,想,答,8\n空,想,答,\n布尔,想,答,true\n无穷,想,答,inf\n",
                    encoding="utf-8")
-    m = prep("medical_r1", src, tmp_path / "o", token_stats=False, val_ratio=0.0, score_from="rating")
+    m = prep("medical_r1", src, tmp_path / "o", PrepOptions(token_stats=False, val_ratio=0.0, score_from="rating"))
     assert (m["read"], m["train"], m["rejected"]) == (4, 1, 3)
     rejects = lines(tmp_path / "o" / "rejects.jsonl")
     assert [(r["file"], r["line"]) for r in rejects] == [("r1.csv", 3), ("r1.csv", 4), ("r1.csv", 5)]
@@ -160,7 +160,7 @@ def test_csv_cells_that_are_not_numbers_are_rejected(tmp_path):
 
 def test_a_reader_reject_keeps_its_own_reason(tmp_path):
     """The sample's last medical record has no 'think' and no rating: the reader's reason is the one reported."""
-    m = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "o", token_stats=False, score_from=FIELD)
+    m = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "o", PrepOptions(token_stats=False, score_from=FIELD))
     assert [r["reason"] for r in lines(tmp_path / "o" / "rejects.jsonl")] == ["missing field 'think'"]
     assert m["rejected"] == 1 and {r["score"] for r in outputs(tmp_path / "o")} == {1.0}
 
@@ -168,8 +168,8 @@ def test_a_reader_reject_keeps_its_own_reason(tmp_path):
 def test_score_from_does_not_move_records_between_splits(tmp_path):
     """Dedupe and split hash the messages only; the score column is the only difference."""
     kw = dict(token_stats=False, val_ratio=0.3)
-    placeholder = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "p", **kw)
-    field = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "f", score_from=FIELD, **kw)
+    placeholder = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "p", PrepOptions(**kw))
+    field = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "f", PrepOptions(score_from=FIELD, **kw))
     for name in ("train.jsonl", "val.jsonl"):
         p, f = lines(tmp_path / "p" / name), lines(tmp_path / "f" / name)
         assert [(r["messages"], r["solution"]) for r in p] == [(r["messages"], r["solution"]) for r in f]
@@ -179,10 +179,10 @@ def test_score_from_does_not_move_records_between_splits(tmp_path):
 
 
 def test_manifest_says_placeholder_or_field(tmp_path):
-    m = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "p", token_stats=False, score_choices=[1, 2])
+    m = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "p", PrepOptions(token_stats=False, score_choices=[1, 2]))
     assert m["score"] == {"source": "placeholder", "choices": [1.0, 2.0]} and m["options"]["score_from"] is None
     assert {r["score"] for r in outputs(tmp_path / "p")} <= {1.0, 2.0}
-    m = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "f", token_stats=False, score_from=FIELD)
+    m = prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "f", PrepOptions(token_stats=False, score_from=FIELD))
     assert m["score"] == {"source": "field", "field": FIELD, "min": 1.0, "max": 1.0}
     on_disk = json.loads((tmp_path / "f" / "manifest.json").read_text(encoding="utf-8"))
     assert on_disk["score"] == m["score"] and on_disk["columns"] == ["messages", "score", "solution"]
@@ -193,7 +193,7 @@ def test_rerun_with_score_from_is_byte_identical(tmp_path):
     src = write_jsonl(tmp_path / "r1.jsonl", rows)
     runs = []
     for name in ("a", "b"):
-        prep("medical_r1", src, tmp_path / name, score_from=FIELD, val_ratio=0.2)
+        prep("medical_r1", src, tmp_path / name, PrepOptions(score_from=FIELD, val_ratio=0.2))
         runs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
     assert runs[0] == runs[1] and len(runs[0]) == 5
     assert b'"score":0.5,"solution":"<think>' in runs[0]["train.jsonl"] + runs[0]["val.jsonl"]
@@ -221,7 +221,7 @@ def test_score_field_rejects(obj):
 @pytest.mark.parametrize("field", ["", "a..b", ".a", "a."])
 def test_score_field_bad_path(tmp_path, field):
     with pytest.raises(SwiftkitError, match="--score-from"):
-        prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "o", token_stats=False, score_from=field)
+        prep("medical_r1", SAMPLES / "medical_r1", tmp_path / "o", PrepOptions(token_stats=False, score_from=field))
 
 
 # --- CLI and make prep ------------------------------------------------------------------------------------------
@@ -242,12 +242,12 @@ def test_cli_score_from_and_help(tmp_path, capsys):
 def test_make_prep_score_from_per_source(tmp_path, capsys):
     out = tmp_path / "data"
     base = ["--src-dir", str(SAMPLES), "--out", str(out), "--no-progress", "--sources", "medical_r1"]
-    assert make_all.main([*base, "fortune", "--score-from", f"medical_r1={FIELD}"]) == 0
+    assert swiftkit_main(["prep-all", *base, "fortune", "--score-from", f"medical_r1={FIELD}"]) == 0
     medical_m = json.loads((out / "medical_r1" / "manifest.json").read_text(encoding="utf-8"))
     fortune_m = json.loads((out / "fortune" / "manifest.json").read_text(encoding="utf-8"))
     assert medical_m["score"] == {"source": "field", "field": FIELD, "min": 1.0, "max": 1.0}
     assert fortune_m["score"]["source"] == "placeholder"
     capsys.readouterr()
     for bad in (FIELD, f"actions={FIELD}"):
-        assert make_all.main([*base, "--score-from", bad]) == 1
+        assert swiftkit_main(["prep-all", *base, "--score-from", bad]) == 1
         assert "--score-from" in capsys.readouterr().err

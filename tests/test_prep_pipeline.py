@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets_prep import make_all, pipeline
+from datasets_prep.options import PrepOptions
 from datasets_prep.pipeline import prep
 from datasets_prep.registry import MUICE_SYSTEM, SOURCES
 from swiftkit.cli import main as swiftkit_main
@@ -23,7 +23,7 @@ def read_lines(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def prepped(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data")
-    assert make_all.main(["--src-dir", str(SAMPLES), "--out", str(out), "--no-progress"]) == 0
+    assert swiftkit_main(["prep-all", "--src-dir", str(SAMPLES), "--out", str(out), "--no-progress"]) == 0
     return out
 
 
@@ -72,17 +72,17 @@ def test_muice_samples_fit_the_smoke_run(prepped):
 def test_rerun_is_byte_identical_and_seed_changes_split(tmp_path):
     runs = []
     for name in ("a", "b"):
-        prep("muice", SAMPLES / "muice" / "Customized", tmp_path / name, val_ratio=0.3)
+        prep("muice", SAMPLES / "muice" / "Customized", tmp_path / name, PrepOptions(val_ratio=0.3))
         runs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
     assert runs[0] == runs[1]
     assert len(runs[0]) == 5
-    prep("muice", SAMPLES / "muice" / "Customized", tmp_path / "c", val_ratio=0.3, seed=7, token_stats=False)
+    prep("muice", SAMPLES / "muice" / "Customized", tmp_path / "c", PrepOptions(val_ratio=0.3, seed=7, token_stats=False))
     assert (tmp_path / "c" / "train.jsonl").read_bytes() != runs[0]["train.jsonl"]
 
 
 def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    prep("medical_r1", SAMPLES / "medical_r1", out, token_stats=False)
+    prep("medical_r1", SAMPLES / "medical_r1", out, PrepOptions(token_stats=False))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     real_read = SOURCES["medical_r1"].read
@@ -96,7 +96,7 @@ def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch):
     monkeypatch.setattr(type(SOURCES["medical_r1"]), "read",
                         lambda self, specs, digests=None, score_from=None: exploding(specs, digests))
     with pytest.raises(KeyboardInterrupt):
-        prep("medical_r1", SAMPLES / "medical_r1", out, token_stats=False, val_ratio=0.5)
+        prep("medical_r1", SAMPLES / "medical_r1", out, PrepOptions(token_stats=False, val_ratio=0.5))
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert not [n for n in after if n.endswith(".tmp")]
     assert "manifest.json" not in after  # no manifest = the last run did not finish
@@ -155,7 +155,7 @@ def test_hub_id_read_from_local_hub_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
-    m = prep("muice", "hf://Moemu/Muice-Dataset", tmp_path / "o", token_stats=False)
+    m = prep("muice", "hf://Moemu/Muice-Dataset", tmp_path / "o", PrepOptions(token_stats=False))
     assert m["val"] == 4 and m["train"] == 12 + 7 and m["src"] == "hf://Moemu/Muice-Dataset"
 
 
@@ -166,7 +166,7 @@ def test_large_jsonl_lines_across_read_blocks(tmp_path):
     rows[999] = '{"prompt": "坏", "completion": '
     src = tmp_path / "big.jsonl"
     src.write_bytes("\r\n".join(rows).encode())  # ~2.5 MiB, no trailing newline
-    m = prep("muice", src, tmp_path / "o", token_stats=False, val_ratio=0.0)
+    m = prep("muice", src, tmp_path / "o", PrepOptions(token_stats=False, val_ratio=0.0))
     assert (m["read"], m["train"], m["rejected"]) == (1200, 1199, 1)
     (rej,) = read_lines(tmp_path / "o" / "rejects.jsonl")
     assert rej["line"] == 1000 and rej["raw"] == rows[999]

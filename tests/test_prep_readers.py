@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from datasets_prep.options import PrepOptions
 from datasets_prep.pipeline import prep
 from datasets_prep.registry import ACTIONS_PREFIX, FORTUNE_SYSTEM, MEDICAL_SYSTEM, MUICE_SYSTEM
 
@@ -26,7 +27,7 @@ def run(tmp_path: Path, source: str, src: Path, **kw) -> tuple[dict, list[dict],
     out = tmp_path / "out"
     kw.setdefault("token_stats", False)
     kw.setdefault("val_ratio", 0.0)
-    manifest = prep(source, src, out, **kw)
+    manifest = prep(source, src, out, PrepOptions(**kw))
     return manifest, lines(out / "train.jsonl"), lines(out / "val.jsonl")
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from datasets_prep import interrupt, outdir, sourcefiles
+from datasets_prep.options import PrepOptions
 from datasets_prep.pipeline import prep
 from datasets_prep.registry import SOURCES
 from swiftkit.cli import main as swiftkit_main
@@ -115,7 +116,7 @@ def test_out_overlapping_src_is_refused_and_source_untouched(tmp_path, capsys, c
 
 def test_out_beside_src_still_works(tmp_path):
     src = _muice_copy(tmp_path)
-    m = prep("muice", src, tmp_path / "Muice-out", token_stats=False)  # a sibling whose name starts like --src
+    m = prep("muice", src, tmp_path / "Muice-out", PrepOptions(token_stats=False))  # a sibling whose name starts like --src
     assert m["train"] == 19 and m["val"] == 4
 
 
@@ -198,7 +199,7 @@ def _writing(out: Path) -> bool:
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_mid_write_removes_temp_files_and_keeps_old_outputs(tmp_path, large_src, signum, status):
     out = tmp_path / "out"
-    prep("muice", _write_rows(tmp_path / "old.jsonl", [], n=20), out, token_stats=False)
+    prep("muice", _write_rows(tmp_path / "old.jsonl", [], n=20), out, PrepOptions(token_stats=False))
     old = _snapshot(out)
     proc = _swiftkit("muice", "--src", str(large_src), "--out", str(out))
     _wait_for(lambda: _writing(out), proc)  # temp files are being filled
@@ -227,7 +228,7 @@ def test_killed_prep_temp_files_are_removed_by_the_next_run(tmp_path, large_src,
 def test_signal_during_commit_waits_until_every_output_is_in_place(tmp_path, monkeypatch):
     """The renames that publish the outputs are not cut in half: the signal takes effect after the manifest."""
     out = tmp_path / "out"
-    prep("alpaca", ALPACA, out, token_stats=False)
+    prep("alpaca", ALPACA, out, PrepOptions(token_stats=False))
     real_replace = os.replace
     sent = []
 
@@ -240,7 +241,7 @@ def test_signal_during_commit_waits_until_every_output_is_in_place(tmp_path, mon
 
     monkeypatch.setattr(os, "replace", replace_then_signal)
     with interrupt.stop_on_signals(), pytest.raises(interrupt.Interrupted) as stopped:
-        prep("muice", _write_rows(tmp_path / "new.jsonl", [], n=30), out, token_stats=False)
+        prep("muice", _write_rows(tmp_path / "new.jsonl", [], n=30), out, PrepOptions(token_stats=False))
     assert stopped.value.exit_code == 143 and Path(sent[0]).name == "train.jsonl"
     m = _assert_consistent(out)  # all new, manifest included
     assert m["source"] == "muice" and m["read"] == 30
@@ -274,7 +275,7 @@ def test_jsonl_nested_5000_deep_is_one_reject(tmp_path):
     src.write_text('{"prompt": "a", "completion": "b"}\n' + "[" * 5000 + "]" * 5000 + "\n"
                    + '{"prompt": "' + "{" * 5000 + '", "completion": "d"}\n'  # deep-looking text is just text
                    + '{"x": ' * 5000 + "1" + "}" * 5000 + "\n", encoding="utf-8")
-    m = prep("muice", src, tmp_path / "out", token_stats=False, val_ratio=0)
+    m = prep("muice", src, tmp_path / "out", PrepOptions(token_stats=False, val_ratio=0))
     assert (m["read"], m["train"], m["rejected"]) == (4, 2, 2)
     assert [(r["file"], r["line"], r["reason"].split(":")[0]) for r in _rejects(tmp_path / "out")] == [
         ("deep.jsonl", 2, "invalid JSON"), ("deep.jsonl", 4, "invalid JSON")]
@@ -288,7 +289,7 @@ def test_json_array_deep_record_and_lone_surrogate_are_rejects_the_rest_kept(tmp
                    + '{"prompt": "c", "completion": "\\udfff\\ud800"},\n'
                    + '{"prompt": "\\ud83d\\ude00", "completion": "pair is fine"},\n'
                    + '{"prompt": "e", "completion": "f"}\n]\n', encoding="utf-8")
-    m = prep("muice", src, tmp_path / "out", token_stats=False, val_ratio=0)
+    m = prep("muice", src, tmp_path / "out", PrepOptions(token_stats=False, val_ratio=0))
     assert (m["read"], m["train"], m["rejected"]) == (6, 3, 3)
     assert [(r["file"], r["line"], r["reason"]) for r in _rejects(tmp_path / "out")] == [
         ("arr.json", 3, "invalid JSON: nested too deep to parse"),
@@ -320,7 +321,7 @@ def test_record_that_cannot_be_written_is_a_reject(tmp_path, monkeypatch):
     monkeypatch.setitem(SOURCES, "muice", dataclasses.replace(SOURCES["muice"], convert=convert))
     src = _write_rows(tmp_path / "s.jsonl", [{"prompt": "a", "completion": "b"}, {"prompt": "bad", "completion": "c"},
                                              {"prompt": "d", "completion": "e"}])
-    m = prep("muice", src, tmp_path / "out", token_stats=False, val_ratio=0)
+    m = prep("muice", src, tmp_path / "out", PrepOptions(token_stats=False, val_ratio=0))
     assert (m["read"], m["train"], m["rejected"]) == (3, 2, 1)
     (rej,) = _rejects(tmp_path / "out")
     assert (rej["file"], rej["line"]) == ("s.jsonl", 2)
@@ -332,7 +333,7 @@ def test_undecodable_file_name_is_written_escaped(tmp_path):
     folder.mkdir()
     name = os.fsdecode(b"\xff-data.jsonl")
     _write_rows(folder / name, [{"prompt": "a", "completion": "b"}, {"text": 1}])
-    m = prep("muice", folder, tmp_path / "out", token_stats=False, val_ratio=0)
+    m = prep("muice", folder, tmp_path / "out", PrepOptions(token_stats=False, val_ratio=0))
     assert list(m["inputs"]) == ["\\xff-data.jsonl"] and _rejects(tmp_path / "out")[0]["file"] == "\\xff-data.jsonl"
 
 
@@ -354,7 +355,7 @@ def _fail_for(monkeypatch, module: Any, name: str, paths: list[Path], err: int) 
 
 def _out_with_old_outputs(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     out = tmp_path / "out"
-    prep("alpaca", ALPACA, out, token_stats=False)
+    prep("alpaca", ALPACA, out, PrepOptions(token_stats=False))
     return out, _snapshot(out)
 
 
@@ -423,7 +424,7 @@ def test_hidden_entries_and_folder_links_are_fine(tmp_path):
     _write_rows(tmp_path / "more" / "x.jsonl", [{"prompt": "链接", "completion": "里的"}])
     (src / "Customized" / "linked").symlink_to(tmp_path / "more")
     (tmp_path / "more" / "loop").symlink_to(tmp_path / "more")  # a loop is read once
-    m = prep("muice", src, tmp_path / "out", token_stats=False)
+    m = prep("muice", src, tmp_path / "out", PrepOptions(token_stats=False))
     assert m["read"] == 23  # the published layout: Customized/*.jsonl only, as before
 
 
@@ -539,16 +540,15 @@ def test_outputs_are_normal_files_under_the_umask(tmp_path, mask):
 
 
 def test_make_prep_gives_the_same_one_line_errors(tmp_path, capsys):
-    from datasets_prep import make_all
-
+    
     src_dir = tmp_path / "downloads"
     (src_dir / "muice").mkdir(parents=True)
     _write_rows(src_dir / "muice" / "m.jsonl", [], n=5)
-    assert make_all.main(["--src-dir", str(src_dir), "--out", str(src_dir), "--no-progress"]) == 1
+    assert swiftkit_main(["prep-all", "--src-dir", str(src_dir), "--out", str(src_dir), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"make prep: error: --out {src_dir / 'muice'} is --src {src_dir / 'muice'}: the outputs would "
+    assert err == (f"swiftkit prep-all: error: --out {src_dir / 'muice'} is --src {src_dir / 'muice'}: the outputs would "
                    "replace the source files; choose another --out")
     os.mkfifo(src_dir / "muice" / "p.jsonl")
-    assert make_all.main(["--src-dir", str(src_dir), "--out", str(tmp_path / "data"), "--no-progress"]) == 1
-    assert capsys.readouterr().err.strip() == (f"make prep: error: {src_dir / 'muice' / 'p.jsonl'}: a FIFO, not a file "
+    assert swiftkit_main(["prep-all", "--src-dir", str(src_dir), "--out", str(tmp_path / "data"), "--no-progress"]) == 1
+    assert capsys.readouterr().err.strip() == (f"swiftkit prep-all: error: {src_dir / 'muice' / 'p.jsonl'}: a FIFO, not a file "
                                                "or folder; prep reads only files and folders, move it out of --src")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from swiftkit import smoke, smoke_grpo
+from swiftkit.cli import main as cli_main
 
 
 def _log(run: Path, steps: list[dict]) -> None:
@@ -57,8 +58,8 @@ def test_smoke_grpo_end_to_end(tmp_path):
     """Prep, tiny model, SFT warm-up (1 process), GRPO on 2 CPU processes through the launcher and worker."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = smoke_grpo.main(["--quiet", "--data-dir", str(tmp_path / "data"), "--model-dir",
-                                str(tmp_path / "models" / "tiny-qwen2"), "--runs-root", str(tmp_path / "runs")])
+        code = cli_main(["smoke-grpo", "--quiet", "--data-dir", str(tmp_path / "data"), "--model-dir",
+                         str(tmp_path / "models" / "tiny-qwen2"), "--runs-root", str(tmp_path / "runs")])
     text = out.getvalue()
     print(text)
     assert code == 0, text

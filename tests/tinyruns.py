@@ -122,13 +122,13 @@ def copy_run(run: Path, dest: Path) -> Path:
 
 
 def smoke_run(tmp_path_factory) -> dict:
-    """`python -m swiftkit.smoke` (prep, tiny model, the real launcher with 2 CPU ranks, check, infer), run once per
+    """`swiftkit smoke` (prep, tiny model, the real launcher with 2 CPU ranks, check, infer), run once per
     session: its persona run is what the smoke, export and template tests look at. Returns exit code, printed
     summary and paths."""
     import contextlib
     import io
 
-    from swiftkit import smoke
+    from swiftkit.cli import main
 
     root = base(tmp_path_factory) / "smoke"
     cached = root / "result.json"
@@ -138,7 +138,7 @@ def smoke_run(tmp_path_factory) -> dict:
              "runs_root": str(root / "runs")}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = smoke.main(["--quiet", "--data-dir", paths["data_dir"], "--model-dir", paths["model_dir"],
+        code = main(["smoke", "--quiet", "--data-dir", paths["data_dir"], "--model-dir", paths["model_dir"],
                            "--runs-root", paths["runs_root"]])
     runs = sorted((root / "runs" / "smoke_tiny").glob("v*"))
     result = {"code": code, "out": out.getvalue(), **paths, "run": str(runs[-1]) if runs else None}

@@ -1,6 +1,6 @@
 """Post-train checks for a run; writes RUN/check_report.json and exits 1 when a check fails.
 
-  eos          generation_config.json lists the template's end-of-turn token (<|im_end|> = 151645 for Qwen chat
+  eos          generation_config.json lists the template's end-of-turn token (<|im_end|> for Qwen chat
                templates) among its eos ids; otherwise generation never stops. --fix adds it (atomic rewrite;
                for a LoRA run the fixed copy goes into the adapter checkpoint, never into the base model).
   stop_label   the last assistant token of encoded training records (the end-of-turn token) carries a label, so

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datasets_prep.atomic import sha256_file, write_json
+from datasets_prep.qwen_tokenizer import ENDOFTEXT_ID, IM_END_ID
 
 MARKER = "swiftkit_tiny.json"
-IM_END_ID, ENDOFTEXT_ID = 151645, 151643
 
 
 @dataclass(frozen=True)

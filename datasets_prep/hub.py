@@ -71,3 +71,25 @@ def resolve(src: str | os.PathLike[str]) -> Path:
     if not path.exists():
         raise SwiftkitError(f"--src {text}: no such file or folder (use a path, modelscope://owner/name or hf://owner/name)")
     return path
+
+
+def model_hub() -> str:
+    """The hub ms-swift takes models from: Hugging Face when ``USE_HF`` is set, else ModelScope."""
+    return "Hugging Face" if _env_flag("USE_HF") else "ModelScope"
+
+
+def cached_model(model_id: str) -> Optional[Path]:
+    """The local copy of hub model ``model_id`` (``owner/name``) in the cache of :func:`model_hub`; None when it is
+    not there. Never downloads."""
+    try:
+        if model_hub() == "Hugging Face":
+            from huggingface_hub import snapshot_download
+
+            path = snapshot_download(repo_id=model_id, local_files_only=True)
+        else:
+            from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_download
+
+            path = ms_snapshot_download(model_id, local_files_only=True)
+    except Exception:  # each hub client raises its own "not in the cache" error
+        return None
+    return Path(path) if path and Path(path).is_dir() else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from datasets_prep.errors import SwiftkitError
@@ -78,6 +79,11 @@ class PrepOptions:
     keep_duplicates: bool = False
     """Keep exact duplicate records (counted in the manifest's ``duplicates_kept``) instead of dropping them."""
 
+    tokenizer: Optional[str] = None
+    """A local tokenizer folder that counts the tokens (statistics, ``over_length``), loaded by transformers with
+    ``trust_remote_code=False`` (a folder whose tokenizer needs its own code is refused); records are rendered with
+    its chat template when it has one. None: the bundled Qwen tokenizer on the qwen2_5 chat rendering."""
+
     token_stats: bool = True
     """Count every record's tokens for the manifest's statistics. Off only to time the rest (benchmarks); a drop or
     truncate ``over_length`` counts tokens regardless."""
@@ -119,6 +125,8 @@ class PrepOptions:
             for value in values or ():
                 if not _is_text(value):
                     found.append(f"{label} {shown(value)!r}: not valid text (undecodable bytes or a lone surrogate)")
+        if self.tokenizer is not None and not Path(self.tokenizer).is_dir():
+            found.append(f"--tokenizer {shown(self.tokenizer)}: no such folder")
         for check, value in ((check_encoding, self.encoding), (parse_columns, self.columns),
                              (ScoreField, self.score_from)):
             if value is None:

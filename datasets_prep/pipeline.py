@@ -38,6 +38,7 @@ from datasets_prep.validate import check_messages
 from datasets_prep.atomic import json_text
 from datasets_prep.errors import SwiftkitError
 from datasets_prep.options import PrepOptions
+from datasets_prep.token_counter import token_counter
 
 COLUMNS = ("messages", "score", "solution")  # the keys of every output line, in order
 PROGRESS_EVERY = 1000
@@ -162,6 +163,9 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
     specs = entry.files(src_path)
     out_dir = Path(out)
     check_apart(src_text, src_path, [path for path, _, _ in specs], out_dir)
+    measure = over_length != "keep"  # count each record's tokens as it comes (to drop or cut it)
+    # the tokenizer that counts: loaded before the lock, so a folder it cannot use fails with nothing touched
+    tokens = token_counter(options.tokenizer) if token_stats or measure else None
 
     key = str(seed).encode()[:64]
     threshold = int(val_ratio * 2**64)
@@ -178,12 +182,11 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
 
     with OutputDir(out_dir) as outputs:  # locked from here; every file written below appears only at commit()
         counter = None
-        measure = over_length != "keep"  # count each record's tokens as it comes (to drop or cut it)
-        if token_stats or measure:
-            from datasets_prep.stats import LengthCounter, fit_last_answer, qwen_batch_encoder, render
+        if tokens is not None:
+            from datasets_prep.stats import LengthCounter, fit_last_answer
 
-            count_tokens = qwen_batch_encoder()
-            counter = LengthCounter(count_tokens) if token_stats else None
+            count_tokens, render = tokens.count, tokens.render
+            counter = LengthCounter(count_tokens, render=render) if token_stats else None
         train = _Sink(outputs.open("train.jsonl", "w+b"), out_dir / "train.jsonl")
         val = _Sink(outputs.open("val.jsonl"), out_dir / "val.jsonl")
         rejects = _Sink(outputs.open("rejects.jsonl"), out_dir / "rejects.jsonl")
@@ -256,7 +259,7 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
                     n_over += 1
                     fitted = None
                     if over_length == "truncate":
-                        fitted = fit_last_answer(messages, max_length, n_tokens, count_tokens)
+                        fitted = fit_last_answer(messages, max_length, n_tokens, tokens)
                     if fitted is None:
                         how = ("" if over_length == "drop" else
                                "; cutting the last answer cannot make it fit")
@@ -333,6 +336,7 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
                 "model_author": list(model_author) if model_author else None,
                 "score_from": score_from, "encoding": encoding, "columns": renames,
                 "keep_duplicates": keep_duplicates, "over_length": over_length,
+                "tokenizer": None if options.tokenizer is None else shown(options.tokenizer),
             },
             # kept exact duplicates (--keep-duplicates): counted in train/val, not in "duplicates"
             "duplicates_kept": n_dup_kept,
@@ -342,7 +346,7 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             "line_ends_normalized": n_line_ends,
             "over_length": ({"policy": "keep"} if not measure else
                             {"policy": over_length, "over": n_over, "truncated": n_truncated,
-                             "dropped": n_over - n_truncated}),
+                             "dropped": n_over - n_truncated, "tokenizer": tokens.name}),
             "columns": list(COLUMNS),
             "score": ({"source": "placeholder", "choices": choices} if scorer is None else
                       {"source": "field", "field": score_from, "min": score_min, "max": score_max}),
@@ -355,7 +359,8 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             from datasets_prep.stats import summarize, write_histogram
 
             counter.flush()
-            manifest["token_lengths"] = summarize(counter.lengths, max_length)
+            manifest["token_lengths"] = {**summarize(counter.lengths, max_length), "tokenizer": tokens.name,
+                                         "rendering": tokens.rendering}
             if histogram:
                 def keep_png(path: Path, data: bytes) -> None:
                     outputs.write(path.name, data)
@@ -363,7 +368,8 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
 
                 write_histogram(out_dir / "lengths.png", counter.lengths, max_length,
                                 f"{source}: {len(counter.lengths)} records, "
-                                f"{manifest['token_lengths']['over_max_length']} over {max_length}", writer=keep_png)
+                                f"{manifest['token_lengths']['over_max_length']} over {max_length}", writer=keep_png,
+                                tokenizer=tokens.name)
         assert counts["read"] == counts["train"] + counts["val"] + counts["rejected"] + counts["duplicates"]
         outputs.write("manifest.json", json_text(manifest).encode("utf-8"))
         outputs.commit()

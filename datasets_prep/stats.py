@@ -1,59 +1,44 @@
-"""Token-length statistics with the real Qwen tokenizer, and the ``lengths.png`` histogram.
+"""Token-length statistics and the ``lengths.png`` histogram.
 
-A record's length is the token count of its qwen2_5 chat rendering (``<|im_start|>role\\ncontent<|im_end|>\\n``
-per message), the same ids ms-swift's qwen2_5 template produces for training. Texts are encoded in batches
-with the fast tokenizer's Rust batch encoder; only one int per record is kept.
+A record's length is the token count of its rendering by a :class:`~datasets_prep.token_counter.TokenCounter`: by
+default the bundled Qwen tokenizer on the qwen2_5 chat rendering (``<|im_start|>role\\ncontent<|im_end|>\\n`` per
+message), the same ids ms-swift's qwen2_5 template produces for training; with ``--tokenizer DIR`` that folder's
+tokenizer and chat template. Texts are encoded in batches with the fast tokenizer's Rust batch encoder; only one int
+per record is kept.
 """
 from __future__ import annotations
 
-import functools
 import math
 from array import array
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from datasets_prep.token_counter import BUNDLED, TokenCounter, bundled, render_chatml
+
 BATCH = 512
 
 
-def render(messages: Sequence[dict[str, Any]]) -> str:
-    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-
-
-@functools.lru_cache(maxsize=1)
-def _qwen_backend() -> Any:
-    from datasets_prep.qwen_tokenizer import load_qwen_tokenizer
-
-    return load_qwen_tokenizer().backend_tokenizer
-
-
-@functools.lru_cache(maxsize=1)
 def qwen_batch_encoder() -> Callable[[list[str]], list[int]]:
-    """A function mapping texts to token counts, using the cached offline Qwen tokenizer (loaded once)."""
-    backend = _qwen_backend()
-    # tokenizers >= 0.21: encode_batch_fast skips offset tracking (~40% faster here); same ids
-    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-
-    def count(texts: list[str]) -> list[int]:
-        return [len(enc.ids) for enc in encode(texts, add_special_tokens=False)]
-
-    return count
+    """A function mapping texts to token counts with the bundled offline Qwen tokenizer (loaded once)."""
+    return bundled().count
 
 
 def fit_last_answer(messages: list[dict[str, Any]], max_length: int, total: int,
-                    count: Callable[[list[str]], list[int]]) -> Optional[tuple[list[dict[str, Any]], int]]:
+                    counter: TokenCounter) -> Optional[tuple[list[dict[str, Any]], int]]:
     """``--over-length truncate``: ``messages`` (``total`` tokens, over ``max_length``) with the last assistant
-    message's content cut at a token boundary so that the record fits, and its new token count; ``None`` when even
-    a one-token answer does not fit. The other messages are not touched (a cut question or system prompt would
-    teach the model nonsense). Re-counted after each cut, since tokens can merge differently at the cut."""
+    message's content cut at a token boundary of ``counter``'s tokenizer so that the record fits, and its new token
+    count; ``None`` when even a one-token answer does not fit. The other messages are not touched (a cut question or
+    system prompt would teach the model nonsense). Re-counted after each cut, since tokens can merge differently at
+    the cut."""
     content = messages[-1]["content"]
-    offsets = _qwen_backend().encode(content, add_special_tokens=False).offsets
+    offsets = counter.offsets(content)
     keep = len(offsets) - (total - max_length)
     while keep > 0:
         cut = content[:offsets[keep - 1][1]]
         if not cut.strip():
             return None
         fitted = messages[:-1] + [{"role": messages[-1]["role"], "content": cut}]
-        n = count([render(fitted)])[0]
+        n = counter.count([counter.render(fitted)])[0]
         if n <= max_length:
             return fitted, n
         keep -= max(1, n - max_length)
@@ -63,14 +48,16 @@ def fit_last_answer(messages: list[dict[str, Any]], max_length: int, total: int,
 class LengthCounter:
     """Collects one token count per record, encoding in batches as texts arrive."""
 
-    def __init__(self, count: Callable[[list[str]], list[int]], batch: int = BATCH) -> None:
+    def __init__(self, count: Callable[[list[str]], list[int]], batch: int = BATCH,
+                 render: Callable[[Sequence[dict[str, Any]]], str] = render_chatml) -> None:
         self._count = count
+        self._render = render
         self._batch = batch
         self._pending: list[str] = []
         self.lengths = array("I")
 
     def add(self, messages: Sequence[dict[str, Any]]) -> None:
-        self._pending.append(render(messages))
+        self._pending.append(self._render(messages))
         if len(self._pending) >= self._batch:
             self.flush()
 
@@ -101,13 +88,14 @@ def summarize(lengths: Sequence[int], max_length: int) -> dict[str, Any]:
         "max": ordered[-1],
         "max_length": max_length,
         "over_max_length": sum(1 for x in ordered if x > max_length),
-        "tokenizer": "Qwen2 BPE (dashscope qwen.tiktoken), qwen2_5 chat rendering",
     }
 
 
 def write_histogram(path: Path, lengths: Sequence[int], max_length: int, title: str,
-                    writer: Optional[Callable[[Path, bytes], None]] = None) -> None:
-    """A histogram of token lengths with the max-length line, written as PNG bytes via ``writer``."""
+                    writer: Optional[Callable[[Path, bytes], None]] = None, tokenizer: str = BUNDLED) -> None:
+    """A histogram of token lengths with the max-length line, written as PNG bytes via ``writer``; the x axis names
+    a tokenizer other than the bundled one."""
+    xlabel = "tokens per record (qwen2_5 rendering)" if tokenizer == BUNDLED else f"tokens per record ({tokenizer})"
     import io
 
     import matplotlib
@@ -120,7 +108,7 @@ def write_histogram(path: Path, lengths: Sequence[int], max_length: int, title: 
         if len(lengths):
             ax.hist(list(lengths), bins=min(50, max(5, len(lengths))), color="#4c72b0")
         ax.axvline(max_length, color="#c44e52", linestyle="--", label=f"max_length {max_length}")
-        ax.set_xlabel("tokens per record (qwen2_5 rendering)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("records")
         ax.set_title(title)
         ax.legend()

@@ -12,8 +12,9 @@ train, test.jsonl to val) or a hub id (modelscope://owner/name, hf://owner/name;
 Writes into --out: train.jsonl, val.jsonl (one {"messages": [system, user, assistant, ...], "score": x,
 "solution": "..."} per line), rejects.jsonl (file, line, reason, raw for every record not used), manifest.json
 (counts that reconcile: read = train + val + rejected + duplicates, options, the output columns, where the
-score came from, sha256 of inputs and outputs, token-length statistics with the real Qwen tokenizer) and
-lengths.png (histogram with the --max-length line).
+score came from, sha256 of inputs and outputs, token-length statistics and which tokenizer counted them) and
+lengths.png (histogram with the --max-length line). Tokens are counted with the bundled Qwen tokenizer, or with
+--tokenizer: a local tokenizer folder, or a recipe name for the tokenizer that recipe trains with.
 
 solution is the content of the final assistant message, repeated as its own column for GRPO: ms-swift's GRPO
 removes that message before generating and passes the other columns to the reward functions. score is a
@@ -64,6 +65,8 @@ PER_SOURCE = tuple(PER_SOURCE_EXAMPLES)
 ONE_SOURCE = ("system", "keep_system", "model_name", "model_author")
 """Fields only `prep` takes: a system prompt or persona name is one source's (prep-all's sources each have their
 own prompt, and none of them has {{NAME}} placeholders)."""
+RESOLVED = ("tokenizer",)
+"""Fields both take whose option is resolved first (--tokenizer may name a recipe: :func:`tokenizer_folder`)."""
 
 
 def _scores(text: str) -> list[float]:
@@ -123,19 +126,40 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, per_source: bool = 
     if not per_source:
         parser.add_argument("--model-name", nargs=2, metavar=("ZH", "EN"), help="fills {{NAME}} placeholders")
         parser.add_argument("--model-author", nargs=2, metavar=("ZH", "EN"), help="fills {{AUTHOR}} placeholders")
+    parser.add_argument("--tokenizer", metavar="DIR|RECIPE",
+                        help="count tokens (statistics, --over-length) with this tokenizer: a local folder (loaded by "
+                             "transformers, never with remote code; records rendered with its chat template when it "
+                             "has one) or a recipe name for its model's tokenizer (a local folder or the local hub "
+                             "cache; otherwise the bundled one, said in one line). Default: the bundled Qwen "
+                             "tokenizer")
     parser.add_argument("--keep-duplicates", action="store_true",
                         help="keep exact duplicate records (counted as kept, in the manifest's duplicates_kept)")
     parser.add_argument("--over-length", choices=OVER_LENGTH, default=d.over_length,
-                        help=f"records over --max-length tokens: keep (default {d.over_length}: counted), drop "
+                        help=f"records over --max-length tokens (default {d.over_length}): keep (counted), drop "
                              "(rejected, naming the count) or truncate (the last assistant message cut to fit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def tokenizer_folder(args: argparse.Namespace, command: str) -> Optional[str]:
+    """--tokenizer as a folder (None: the bundled tokenizer); a recipe whose model is not available locally says so
+    on stderr, one line."""
+    if args.tokenizer is None:
+        return None
+    from swiftkit.recipe_tokenizer import resolve_tokenizer
+
+    choice = resolve_tokenizer(args.tokenizer)
+    if choice.note:
+        print(f"swiftkit {command}: {choice.note}", file=sys.stderr, flush=True)
+    return choice.folder
+
+
 def prep_options(args: argparse.Namespace, per_source: Optional[dict[str, dict[str, str]]] = None,
-                 source: Optional[str] = None) -> PrepOptions:
-    """The PrepOptions that the options of :func:`add_option_arguments` say. `prep-all` passes ``per_source``
-    ({field: {source: value}}) and the ``source`` being converted."""
-    values = {name: getattr(args, name) for name in SHARED}
+                 source: Optional[str] = None, tokenizer: Optional[str] = None) -> PrepOptions:
+    """The PrepOptions that the options of :func:`add_option_arguments` say, with --tokenizer already resolved to
+    ``tokenizer`` (:func:`tokenizer_folder`). `prep-all` passes ``per_source`` ({field: {source: value}}) and the
+    ``source`` being converted."""
+    values: dict[str, Any] = {name: getattr(args, name) for name in SHARED}
+    values["tokenizer"] = tokenizer
     if per_source is None:
         values.update({name: getattr(args, name) for name in ONE_SOURCE})
     else:
@@ -157,7 +181,7 @@ def summary_line(manifest: dict[str, Any], out: str) -> str:
     stats = manifest.get("token_lengths")
     if stats and stats.get("records"):
         line += (f" | tokens min {stats['min']} median {stats['median']} p95 {stats['p95']} max {stats['max']}, "
-                 f"{stats['over_max_length']} over {stats['max_length']}")
+                 f"{stats['over_max_length']} over {stats['max_length']} (tokenizer: {stats['tokenizer']})")
     return line
 
 
@@ -177,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     from datasets_prep.registry import get_source
 
     get_source(args.source)  # unknown source fails before any work
-    options = prep_options(args)
+    options = prep_options(args, tokenizer=tokenizer_folder(args, "prep"))
     out = shown(args.out)
     try:
         with stop_on_signals():  # SIGINT/SIGTERM unwind like an error: temp files removed, lock released

@@ -6,8 +6,8 @@
 Each subfolder of --src-dir named after a source (muice, fortune, medical_r1, actions) is converted with that
 source's system prompt (any other subfolder is reported on stderr, one line each, not skipped silently). The options
 are `swiftkit prep`'s (see `swiftkit prep --help`): --seed, --val-ratio, --max-length, --score-choices,
---single-turn, --keep-duplicates and --over-length apply to every source; --score-from, --encoding and --columns
-belong to one source's files, so they name it (SOURCE=VALUE, repeatable), e.g.
+--single-turn, --keep-duplicates, --over-length and --tokenizer apply to every source; --score-from, --encoding
+and --columns belong to one source's files, so they name it (SOURCE=VALUE, repeatable), e.g.
 
   make prep SRC_DIR=~/downloads ARGS="--score-from medical_r1=metrics.quality_f1 --encoding actions=gbk"
 
@@ -28,6 +28,7 @@ from swiftkit.cmd_prep import (
     add_option_arguments,
     prep_options,
     record_bar,
+    tokenizer_folder,
     summary_line,
 )
 from swiftkit.errors import SwiftkitError
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"swiftkit prep-all: {line}", file=sys.stderr, flush=True)
     names = source_names(src_dir, args.sources)
     given = {field: per_source_values(field, getattr(args, field), names) for field in PER_SOURCE}
-    options = {name: prep_options(args, given, name) for name in names}
+    tokenizer = tokenizer_folder(args, "prep-all")
+    options = {name: prep_options(args, given, name, tokenizer) for name in names}
 
     with contextlib.ExitStack() as bar:
         def progress_for(name: str) -> Callable[[int], None]:

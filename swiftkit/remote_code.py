@@ -1,29 +1,16 @@
 """Model code shipped in a model folder (``auto_map`` in config.json or tokenizer_config.json) runs only when a
 recipe says ``trust_remote_code: true``. ms-swift 3.12 loads every model and tokenizer with trust_remote_code=True,
 so swiftkit refuses before handing such a folder to it: in preflight (the base model), and in check, infer, serve and
-export (the checkpoint and, for adapters, the base model)."""
+export (the checkpoint and, for adapters, the base model). Which files carry code is stated once, in
+datasets_prep.remote_code."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from datasets_prep.remote_code import CODE_FILES, remote_code_files
 from swiftkit.errors import SwiftkitError
 
-CODE_FILES = ("config.json", "tokenizer_config.json")
-
-
-def remote_code_files(folder: str | Path) -> list[Path]:
-    """The files in ``folder`` whose ``auto_map`` names code to import (unreadable JSON counts as no code)."""
-    found = []
-    for name in CODE_FILES:
-        path = Path(folder) / name
-        try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and data.get("auto_map"):
-            found.append(path)
-    return found
+__all__ = ["CODE_FILES", "remote_code_files", "refuse_remote_code", "hub_remote_code_files"]
 
 
 def refuse_remote_code(folder: str | Path, allowed: bool) -> None:

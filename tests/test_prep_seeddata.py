@@ -213,7 +213,7 @@ def test_over_length_drop_and_keep(tmp_path):
     assert kept["over_length"] == {"policy": "keep"}
     m = prep("alpaca", src, tmp_path / "o", PrepOptions(max_length=100, over_length="drop", histogram=False, val_ratio=0.0))
     assert (m["train"], m["rejected"]) == (1, 1) and m["over_length"] == {
-        "policy": "drop", "over": 1, "truncated": 0, "dropped": 1}
+        "policy": "drop", "over": 1, "truncated": 0, "dropped": 1, "tokenizer": "qwen (bundled)"}
     _reconciles(m)
     (rej,) = _lines(tmp_path / "o" / "rejects.jsonl")
     assert rej["line"] == 2 and rej["reason"].endswith(" tokens, over --max-length 100 (--over-length drop)")
@@ -226,7 +226,7 @@ def test_over_length_truncate_cuts_the_last_answer_to_fit(tmp_path):
     src = _long_short(tmp_path)
     m = prep("alpaca", src, tmp_path / "o", PrepOptions(max_length=100, over_length="truncate", histogram=False, val_ratio=0.0))
     assert (m["train"], m["rejected"]) == (2, 0)
-    assert m["over_length"] == {"policy": "truncate", "over": 1, "truncated": 1, "dropped": 0}
+    assert m["over_length"] == {"policy": "truncate", "over": 1, "truncated": 1, "dropped": 0, "tokenizer": "qwen (bundled)"}
     assert m["token_lengths"]["over_max_length"] == 0 and 90 <= m["token_lengths"]["max"] <= 100
     rows = {r["messages"][1]["content"]: r for r in _lines(tmp_path / "o" / "train.jsonl")}
     cut = rows["长"]["messages"][-1]["content"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from datasets_prep.pipeline import prep
-from datasets_prep.stats import render
+from datasets_prep.token_counter import render_chatml as render
 
 SAMPLES = Path(__file__).resolve().parents[1] / "datasets_prep" / "samples"
 

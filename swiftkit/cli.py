@@ -1,4 +1,7 @@
-"""One convention: every `swiftkit` command is a module ``swiftkit/cmd_<command>.py`` (dashes become underscores) exposing ``add_arguments(parser)`` and ``run(args) -> int``; it parses options, calls library functions, prints. Library modules never define argparse parsers, never read sys.argv and never print progress bars of their own (they take callbacks or return results).
+"""One convention: every `swiftkit` command is ``swiftkit/cmd_<command>.py`` (dashes as underscores) with
+``add_arguments(parser)`` and ``run(args) -> int``: it parses options, calls library functions, prints. Library
+modules never define argparse parsers, never read sys.argv and never print progress bars of their own (they take
+callbacks or return results).
 
 This module is the route table of those thin subcommands. A command module's docstring is its ``--help``
 description. Command modules are imported only when their command runs and import heavy packages inside ``run``,

@@ -18,10 +18,9 @@ examples:
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from typing import Any, Callable, Optional
-
-from swiftkit.errors import SwiftkitError
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +46,16 @@ def output_callbacks(args: argparse.Namespace, name: str) -> tuple[Any, Callable
     return progress, lambda s: (progress.close(), print(f"== {name}: {s}", flush=True)), on_output
 
 
+def with_progress(args: argparse.Namespace, name: str, call: Callable[..., Any]) -> Any:
+    """``call(on_step=..., on_output=...)`` under the single progress line (or --quiet / --verbose); the line is
+    closed however the call ends, so a verdict or an error is never printed into it."""
+    progress, on_step, on_output = output_callbacks(args, name)
+    try:
+        return call(on_step=on_step, on_output=on_output)
+    finally:
+        progress.close()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", default="datasets_prep/samples/muice", help="Muice sample folder")
     parser.add_argument("--recipe", default="smoke_tiny")
@@ -58,14 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from swiftkit.smoke import smoke, summary
 
     start = time.perf_counter()
-    progress, on_step, on_output = output_callbacks(args, "smoke")
-    try:
-        result = smoke(samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir,
-                       runs_root=args.runs_root, recipe=args.recipe, overrides=args.overrides, probes=args.probes,
-                       on_step=on_step, on_output=on_output)
-    except SwiftkitError:
-        progress.close()
-        raise
+    result = with_progress(args, "smoke", functools.partial(
+        smoke, samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir, runs_root=args.runs_root,
+        recipe=args.recipe, overrides=args.overrides, probes=args.probes))
     print(summary(result))
     for problem in result.verdict.problems:
         print(f"  learning: {problem}")

@@ -18,10 +18,10 @@ examples:
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
-from swiftkit.cmd_smoke import add_common_arguments, output_callbacks
-from swiftkit.errors import SwiftkitError
+from swiftkit.cmd_smoke import add_common_arguments, with_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,15 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from swiftkit.smoke_grpo import smoke_grpo, summary
 
     start = time.perf_counter()
-    progress, on_step, on_output = output_callbacks(args, "smoke-grpo")
-    try:
-        result = smoke_grpo(samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir,
-                            runs_root=args.runs_root, overrides=args.overrides,
-                            on_step=on_step, on_output=on_output)
-    except SwiftkitError:
-        progress.close()
-        raise
-    progress.close()
+    result = with_progress(args, "smoke-grpo", functools.partial(
+        smoke_grpo, samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir, runs_root=args.runs_root,
+        overrides=args.overrides))
     print(summary(result))
     for problem in result.verdict.problems:
         print(f"  grpo: {problem}")

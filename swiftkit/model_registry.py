@@ -17,7 +17,7 @@ class Resolved:
     model_type: Optional[str]
     template: Optional[str]
     source: str
-    """Where they came from: "recipe", "ms-swift's registry" or both."""
+    """Where they came from: "recipe", or which of them ms-swift's registry supplied."""
     problems: list[str] = field(default_factory=list)
 
 

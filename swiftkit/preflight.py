@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from datasets_prep.hub import HUB_ID
 from swiftkit.devices import visible_gpus
 from swiftkit.errors import SwiftkitError
-from datasets_prep.hub import HUB_ID
 from swiftkit.plan import Cluster, Plan
 from swiftkit.recipes import Recipe
 from swiftkit.remote_code import remote_code_files
@@ -108,7 +108,7 @@ def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
 
     try:
         found = resolve(recipe.model, recipe.model_type, recipe.template,
-                        (config or {}).get("architectures") if config else None)
+                        config.get("architectures") if config else None)
     except ImportError as exc:
         return Check("template", True, f"not checked: this ms-swift has no swift.llm registry ({exc.name})")
     if found.problems:

@@ -503,8 +503,8 @@ def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tu
     data.setdefault("name", name)
     if data["name"] != name:
         raise RecipeError([f"{source}: name: '{data['name']}' differs from the file name '{name}'"])
-    data = follow_model_change(data, apply_overrides(data, overrides), _overridden(overrides))
     overridden = _overridden(overrides)
+    data = follow_model_change(data, apply_overrides(data, overrides), overridden)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:

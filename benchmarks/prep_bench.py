@@ -92,9 +92,10 @@ def _worker(kind: str, src: str, out: str) -> dict[str, Any]:
         manifest = prep("muice", src, out, PrepOptions(token_stats=False))
         records = manifest["read"]
     elif kind == "tokens":
-        from datasets_prep.stats import LengthCounter, qwen_batch_encoder, summarize
+        from datasets_prep.stats import LengthCounter, summarize
+        from datasets_prep.token_counter import bundled
 
-        encoder = qwen_batch_encoder()  # loading the tokenizer is not counted
+        encoder = bundled().count  # loading the tokenizer is not counted
         start = time.perf_counter()
         counter = LengthCounter(encoder)
         with open(Path(out) / "train.jsonl", encoding="utf-8") as fh:

@@ -57,11 +57,9 @@ class Source:
 
     def default_system(self, conv: Conversation, seed: int, given: Optional[str] = None) -> str:
         """The record's system prompt: built per record where the source builds one (``given``, the --system
-        text, replaces only its instruction), else ``given`` or the source's constant."""
+        text, replaces only its instruction), else the source's constant (prep writes a given --system itself)."""
         if self.system_builder is not None:
             return self.system_builder(conv, seed, given)
-        if given is not None:
-            return given
         assert self.system is not None
         return self.system
 

@@ -286,8 +286,7 @@ def _iter_json_text(path: Path, name: str, encoding: str) -> Iterator[Union[RawR
             line = line.lstrip("\ufeff")
         if not line.strip():
             continue
-        if (reason := _bad_text(line)) is not None:
-            reason = reason.replace("UTF-8", encoding)
+        if (reason := _bad_text(line, encoding)) is not None:
             yield Reject(name, lineno, reason, _clean(line))
             continue
         encoded = line.encode("utf-8")
@@ -302,8 +301,8 @@ def _iter_json_text(path: Path, name: str, encoding: str) -> Iterator[Union[RawR
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _bad_text(value: Any) -> Optional[str]:
-    """Why a parsed record's text is not valid Unicode, or ``None``: bytes that were not UTF-8 (decoded with
+def _bad_text(value: Any, encoding: str = "UTF-8") -> Optional[str]:
+    """Why a parsed record's text is not valid Unicode, or ``None``: bytes that were not ``encoding`` (decoded with
     surrogateescape) or a lone surrogate (a ``\\ud800`` escape). Iterative: a record nested as deep as the parser
     allows must not overflow the stack here."""
     stack = [value]
@@ -314,7 +313,7 @@ def _bad_text(value: Any) -> Optional[str]:
                 found = _SURROGATE.search(item)
                 if found:
                     char = found.group()
-                    return "invalid UTF-8" if "\udc80" <= char <= "\udcff" else \
+                    return f"invalid {encoding}" if "\udc80" <= char <= "\udcff" else \
                         f"lone surrogate \\u{ord(char):04x} (not valid Unicode)"
         elif isinstance(item, dict):
             stack.extend(item)
@@ -381,8 +380,8 @@ def _iter_json_array(path: Path, name: str, text: Optional[str] = None,
         raw = text[pos:end]
         if obj is _TOO_DEEP:
             yield Reject(name, lineno, "invalid JSON: nested too deep to parse", _clean(raw))
-        elif (reason := _bad_text(obj)) is not None:
-            yield Reject(name, lineno, reason.replace("UTF-8", encoding), _clean(raw))
+        elif (reason := _bad_text(obj, encoding)) is not None:
+            yield Reject(name, lineno, reason, _clean(raw))
         else:
             yield lineno, raw, obj
         pos = skip(end)
@@ -404,12 +403,11 @@ def _iter_csv(path: Path, name: str, encoding: Optional[str] = None,
         reader = csv.DictReader(fh)
         if columns is not None:
             reader.fieldnames = _renamed_header(name, list(reader.fieldnames or []), columns)
-        bad_text = "invalid UTF-8" if encoding is None else f"invalid {encoding}"
         for row in reader:
             lineno = reader.line_num
             raw = json.dumps(row, ensure_ascii=False)
-            if (reason := _bad_text(row)) is not None:
-                yield Reject(name, lineno, reason.replace("invalid UTF-8", bad_text), _clean(raw))
+            if (reason := _bad_text(row, encoding or "UTF-8")) is not None:
+                yield Reject(name, lineno, reason, _clean(raw))
                 continue
             if None in row:  # more cells than header columns
                 yield Reject(name, lineno, f"row has {len(reader.fieldnames or []) + len(row[None])} cells, header has {len(reader.fieldnames or [])}", raw)

@@ -13,14 +13,9 @@ from array import array
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from datasets_prep.token_counter import BUNDLED, TokenCounter, bundled, render_chatml
+from datasets_prep.token_counter import BUNDLED, TokenCounter, render_chatml
 
 BATCH = 512
-
-
-def qwen_batch_encoder() -> Callable[[list[str]], list[int]]:
-    """A function mapping texts to token counts with the bundled offline Qwen tokenizer (loaded once)."""
-    return bundled().count
 
 
 def fit_last_answer(messages: list[dict[str, Any]], max_length: int, total: int,

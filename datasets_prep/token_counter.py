@@ -66,6 +66,7 @@ def bundled() -> TokenCounter:
     return _counter(BUNDLED, CHATML, render_chatml, load_qwen_tokenizer().backend_tokenizer)
 
 
+@functools.lru_cache(maxsize=4)  # prep-all counts every source with the same folder: load it once
 def from_folder(folder: str | os.PathLike[str]) -> TokenCounter:
     """A local tokenizer folder (tokenizer.json, or files transformers converts to a fast tokenizer); one-line
     SwiftkitError when it is not a folder, ships its own code, does not load, or its chat template cannot render a

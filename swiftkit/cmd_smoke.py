@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,20 +36,18 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     shown.add_argument("--verbose", action="store_true", help="echo every training output line (all ranks)")
 
 
-def output_callbacks(args: argparse.Namespace, name: str) -> tuple[Any, Callable[[str], None],
-                                                                   Optional[Callable[[str], None]]]:
-    """(progress bar, on_step, on_output) for ``--quiet`` / ``--verbose`` / the default single progress line."""
+def with_progress(args: argparse.Namespace, name: str, call: Callable[..., Any]) -> Any:
+    """``call(on_step=..., on_output=...)`` under the single progress line (``--quiet``: none; ``--verbose``: every
+    output line); the line is closed however the call ends, so a verdict or an error is never printed into it."""
     from swiftkit.train_progress import TrainProgress
 
     progress = TrainProgress(f"{name} train")
     on_output = None if args.quiet else (lambda line: print(line, flush=True)) if args.verbose else progress
-    return progress, lambda s: (progress.close(), print(f"== {name}: {s}", flush=True)), on_output
 
+    def on_step(step: str) -> None:
+        progress.close()
+        print(f"== {name}: {step}", flush=True)
 
-def with_progress(args: argparse.Namespace, name: str, call: Callable[..., Any]) -> Any:
-    """``call(on_step=..., on_output=...)`` under the single progress line (or --quiet / --verbose); the line is
-    closed however the call ends, so a verdict or an error is never printed into it."""
-    progress, on_step, on_output = output_callbacks(args, name)
     try:
         return call(on_step=on_step, on_output=on_output)
     finally:

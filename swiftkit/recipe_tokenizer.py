@@ -25,7 +25,7 @@ def resolve_tokenizer(value: str) -> TokenizerChoice:
     from swiftkit.recipes import find_recipe, load_recipe
 
     if Path(value).expanduser().is_dir():
-        return TokenizerChoice(value)
+        return TokenizerChoice(str(Path(value).expanduser()))
     if os.sep in value and Path(value).suffix not in (".yaml", ".yml"):
         return TokenizerChoice(value)  # meant as a folder: PrepOptions.validate says it is missing
     try:
@@ -35,7 +35,7 @@ def resolve_tokenizer(value: str) -> TokenizerChoice:
     recipe = load_recipe(path)
     model = recipe.model
     if Path(model).expanduser().is_dir():  # relative to the current folder, as training reads it
-        return TokenizerChoice(model)
+        return TokenizerChoice(str(Path(model).expanduser()))
     from swiftkit.preflight import is_local_model
 
     if is_local_model(model):

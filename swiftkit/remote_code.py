@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets_prep.remote_code import CODE_FILES, remote_code_files
+from datasets_prep.remote_code import remote_code_files
 from swiftkit.errors import SwiftkitError
 
-__all__ = ["CODE_FILES", "remote_code_files", "refuse_remote_code", "hub_remote_code_files"]
+__all__ = ["remote_code_files", "refuse_remote_code", "hub_remote_code_files"]
 
 
 def refuse_remote_code(folder: str | Path, allowed: bool) -> None:

@@ -190,3 +190,16 @@ def test_prep_all_counts_every_source_with_the_tokenizer(tmp_path, chars, capsys
         m = json.loads((tmp_path / source / "manifest.json").read_text(encoding="utf-8"))
         assert m["token_lengths"]["tokenizer"] == str(chars)
         assert m["token_lengths"]["max"] == max(len(render_chatml(r["messages"])) for r in records(tmp_path / source))
+
+
+def test_a_folder_given_with_a_tilde_is_found(tmp_path, chars, monkeypatch):
+    """`--tokenizer=~/tok` (the shell leaves that ~ alone) names the folder in the home directory."""
+    import shutil
+
+    from swiftkit.recipe_tokenizer import resolve_tokenizer
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(chars, tmp_path / "tok")
+    choice = resolve_tokenizer("~/tok")
+    assert choice.folder == str(tmp_path / "tok") and choice.note is None
+    assert prep("muice", MUICE, tmp_path / "o", PrepOptions(tokenizer=choice.folder, **FAST))["read"] > 0

@@ -54,9 +54,9 @@ def parse_logging(path: Path) -> tuple[float, float, int, float, float]:
 def measure(epochs: int = EPOCHS, workdir: Path | None = None) -> Throughput:
     from datasets_prep.options import PrepOptions
     from datasets_prep.pipeline import prep
-    from swiftkit import launch
-    from swiftkit.rundir import read_run_info
-    from swiftkit.tiny import build_tiny_model
+    from swiftkit.dev.tiny import build_tiny_model
+    from swiftkit.run.rundir import read_run_info
+    from swiftkit.train import launch
 
     with tempfile.TemporaryDirectory(prefix="swiftkit-train-bench-") as tmp:
         root = Path(workdir or tmp)

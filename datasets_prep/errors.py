@@ -14,6 +14,21 @@ class SwiftkitError(Exception):
         self.exit_code = exit_code
 
 
+class ProblemsError(SwiftkitError):
+    """Every problem found at once, one line each (a validator reports them all, not the first): the one shape of
+    recipe, preflight, reward-option and prep-option errors. A subclass may set ``heading``: the problems are then
+    indented under it."""
+
+    heading = ""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        text = "\n".join(self.problems)
+        if self.heading:
+            text = self.heading + "\n  " + "\n  ".join(self.problems)
+        super().__init__(text)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (or SIGHUP) arrived. A KeyboardInterrupt, so every cleanup that Ctrl-C runs (temp files removed,
     child process groups stopped) runs for it too; the CLI exits with 128 + the signal number."""

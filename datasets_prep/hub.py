@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from datasets_prep.errors import SwiftkitError
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 """What a model or dataset hub id looks like on ModelScope and Hugging Face: ``owner/name``, the owner starting with
 a letter or digit, both parts letters, digits, ``_ . -``. Stated once, for prep (``modelscope://owner/name``
@@ -49,7 +50,9 @@ def fetch(src: str, *, offline: Optional[bool] = None, cache_dir: Optional[str] 
             path = snapshot_download(repo_id=repo_id, repo_type="dataset", cache_dir=cache_dir,
                                      local_files_only=local_only)
         else:
-            from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_download
+            from modelscope.hub.snapshot_download import (
+                snapshot_download as ms_snapshot_download,
+            )
 
             local_only = offline if offline is not None else _env_flag("MODELSCOPE_OFFLINE")
             path = ms_snapshot_download(repo_id, repo_type="dataset", cache_dir=cache_dir, local_files_only=local_only)
@@ -82,14 +85,24 @@ def cached_model(model_id: str) -> Optional[Path]:
     """The local copy of hub model ``model_id`` (``owner/name``) in the cache of :func:`model_hub`; None when it is
     not there. Never downloads."""
     try:
-        if model_hub() == "Hugging Face":
-            from huggingface_hub import snapshot_download
-
-            path = snapshot_download(repo_id=model_id, local_files_only=True)
-        else:
-            from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_download
-
-            path = ms_snapshot_download(model_id, local_files_only=True)
+        return snapshot_model(model_id, local_only=True)
     except Exception:  # each hub client raises its own "not in the cache" error
         return None
-    return Path(path) if path and Path(path).is_dir() else None
+
+
+def snapshot_model(model_id: str, *, local_only: bool) -> Path:
+    """Hub model ``model_id`` as a local folder, from the hub of :func:`model_hub` (the one ms-swift trains from):
+    the cached copy, downloaded first unless ``local_only``. Raises the hub client's own error."""
+    if model_hub() == "Hugging Face":
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(repo_id=model_id, local_files_only=local_only)
+    else:
+        from modelscope.hub.snapshot_download import (
+            snapshot_download as ms_snapshot_download,
+        )
+
+        path = ms_snapshot_download(model_id, local_files_only=local_only)
+    if not path or not Path(path).is_dir():
+        raise FileNotFoundError(model_id)
+    return Path(path)

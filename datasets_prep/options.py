@@ -11,19 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from datasets_prep.errors import SwiftkitError
+from datasets_prep.errors import ProblemsError, SwiftkitError
 from datasets_prep.oserrors import shown
 
 OVER_LENGTH = ("keep", "truncate", "drop")
 """The ``over_length`` policies."""
 
 
-class PrepOptionsError(SwiftkitError):
+class PrepOptionsError(ProblemsError):
     """Every problem found in one set of prep options, one line each (``--flag value: problem``)."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)

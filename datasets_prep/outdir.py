@@ -21,10 +21,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ContextManager, Iterable, Optional
 
-from datasets_prep.interrupt import held
-from datasets_prep.oserrors import os_failure, shown
 from datasets_prep.atomic import atomic_open, remove_temps
 from datasets_prep.errors import SwiftkitError
+from datasets_prep.interrupt import held
+from datasets_prep.oserrors import os_failure, shown
 
 LOCK_NAME = ".prep.lock"
 OUTPUT_NAMES = ("train.jsonl", "val.jsonl", "rejects.jsonl", "lengths.png", "manifest.json")

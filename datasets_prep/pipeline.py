@@ -27,18 +27,18 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from datasets_prep import fastjson, hub
+from datasets_prep.atomic import json_text
 from datasets_prep.digestset import DigestSet
+from datasets_prep.errors import SwiftkitError
+from datasets_prep.options import PrepOptions
 from datasets_prep.oserrors import os_failure, shown
 from datasets_prep.outdir import OutputDir, check_apart
 from datasets_prep.records import Conversation, Reject
 from datasets_prep.registry import get_source
 from datasets_prep.scorefield import ScoreField
 from datasets_prep.sourcefiles import check_encoding, parse_columns
-from datasets_prep.validate import check_messages
-from datasets_prep.atomic import json_text
-from datasets_prep.errors import SwiftkitError
-from datasets_prep.options import PrepOptions
 from datasets_prep.token_counter import token_counter
+from datasets_prep.validate import check_messages
 
 COLUMNS = ("messages", "score", "solution")  # the keys of every output line, in order
 PROGRESS_EVERY = 1000

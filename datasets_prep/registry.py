@@ -9,11 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from datasets_prep.errors import SwiftkitError
 from datasets_prep.readers import actions, generic, muice, reasoning
-from datasets_prep.readers.base import Converter, FileSpec, Item, convert_files, plain_files
+from datasets_prep.readers.base import (
+    Converter,
+    FileSpec,
+    Item,
+    convert_files,
+    plain_files,
+)
 from datasets_prep.records import Conversation
 from datasets_prep.scorefield import ScoreField
-from datasets_prep.errors import SwiftkitError
+from datasets_prep.vocab import ACTIONS_LIST_HEAD
 
 MUICE_SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
 FORTUNE_SYSTEM = (
@@ -21,7 +28,6 @@ FORTUNE_SYSTEM = (
 )
 MEDICAL_SYSTEM = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
 ACTIONS_INTRO = "回答用户的问题，根据需要可在下列动作中选择一个或多个执行，注意动作执行和问题回答的先后顺序。"
-ACTIONS_LIST_HEAD = "\n\n可选动作: \n"
 ACTIONS_PREFIX = ACTIONS_INTRO + ACTIONS_LIST_HEAD
 GENERIC_SYSTEM = "You are a helpful assistant."
 

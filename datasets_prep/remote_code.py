@@ -1,6 +1,6 @@
 """Model code shipped in a model or tokenizer folder: ``auto_map`` in config.json or tokenizer_config.json names Python
 files that loading the folder would import. Stated here once, for prep's --tokenizer (always refused: prep never runs
-model code) and for swiftkit (swiftkit.remote_code: refused unless a recipe says ``trust_remote_code: true``)."""
+model code) and for swiftkit (swiftkit.stack.remote_code: refused unless a recipe says ``trust_remote_code: true``)."""
 from __future__ import annotations
 
 import json

@@ -11,8 +11,8 @@ import json
 import math
 from typing import Any
 
-from datasets_prep.records import FieldError
 from datasets_prep.errors import SwiftkitError
+from datasets_prep.records import FieldError
 
 _MISSING = object()
 

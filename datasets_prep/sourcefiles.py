@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from datasets_prep import fastjson
-from datasets_prep.oserrors import os_failure, shown
-from datasets_prep.records import Reject
 from datasets_prep.atomic import sha256_file
 from datasets_prep.errors import SwiftkitError
+from datasets_prep.oserrors import os_failure, shown
+from datasets_prep.records import Reject
 
 RawRecord = tuple[int, Union[str, bytes], Any]
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")

@@ -57,7 +57,7 @@ PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); pri
 KEY="gpu-smoke-$RANDOM$RANDOM"
 "$PY" - "$RUN" "$PORT" "$KEY" <<'EOF'
 import sys
-from swiftkit.serve import start_server
+from swiftkit.deploy.serve import start_server
 run, port, key = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with open(f"{run}/serve.log", "w") as log:
     server = start_server(run, port=port, api_key=key, backend="pt", log=log)
@@ -83,7 +83,7 @@ echo "== figures"
 "$PY" - "$RUN" "$train_s" "$infer_s" <<'EOF'
 import json, sys
 from pathlib import Path
-from swiftkit.smoke import train_losses
+from swiftkit.run.rundir import train_losses
 run, train_s, infer_s = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 losses = train_losses(run)
 rows = [json.loads(l) for l in (run / "infer" / "val.jsonl").read_text().splitlines()]

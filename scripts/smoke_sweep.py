@@ -29,7 +29,7 @@ def one_run(root: Path, seed: int, nproc: int, threads: int) -> dict[str, str]:
            "--set", f"seed={seed}", "--set", f"launch.nproc_per_node={nproc}"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    from swiftkit.smoke import parse_summary
+    from swiftkit.dev.smoke import parse_summary
 
     rows = parse_summary(proc.stdout)
     (root / f"{tag}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")

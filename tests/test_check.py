@@ -6,16 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import check, persona
 from swiftkit.cli import main as cli_main
-from swiftkit.errors import SwiftkitError
-from swiftkit.rundir import read_run_info, write_run_info
-from tests.tinyruns import BASE_DEFAULT_SYSTEM, PAIRS, SYSTEM, copy_run, record, trained_run, write_jsonl
-
-
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory, "full")
+from swiftkit.core.errors import SwiftkitError
+from swiftkit.evaluate import check
+from swiftkit.run import persona
+from swiftkit.run.rundir import read_run_info, write_run_info
+from tests.helpers import (
+    BASE_DEFAULT_SYSTEM,
+    PAIRS,
+    SYSTEM,
+    copy_run,
+    record,
+    write_jsonl,
+)
 
 
 @pytest.fixture
@@ -97,12 +100,12 @@ def test_old_run_without_persona_template_is_caught_then_fixed(run_copy, capsys)
 
 
 @pytest.mark.slow
-def test_fix_on_a_lora_run_writes_only_inside_the_run(tmp_path_factory, tmp_path):
-    from datasets_prep.atomic import sha256_file
-
+def test_fix_on_a_lora_run_writes_only_inside_the_run(lora_run, tmp_path):
     import shutil
 
-    lora = copy_run(trained_run(tmp_path_factory, "lora"), tmp_path / "lora")
+    from datasets_prep.atomic import sha256_file
+
+    lora = copy_run(lora_run, tmp_path / "lora")
     base = Path(shutil.copytree(read_run_info(lora).model, tmp_path / "base"))  # a private base to break
     info = read_run_info(lora)
     info.model = str(base)
@@ -171,7 +174,7 @@ def test_stop_label_fails_on_truncation_and_on_missing_answer(run_copy, tmp_path
 def test_check_and_infer_refuse_a_checkpoint_that_ships_code(run_copy, capsys):
     """`check --no-probe` used to run code named in a checkpoint's auto_map (ms-swift loads the tokenizer with
     trust_remote_code=True); now it stops with one line before anything is loaded, as infer does."""
-    from swiftkit.infer import model_spec_for
+    from swiftkit.deploy.infer import model_spec_for
 
     ckpt = next(run_copy.glob("checkpoint-*"))
     marker = run_copy / "code-ran"

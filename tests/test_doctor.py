@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from swiftkit import doctor, versions
+from swiftkit.stack import doctor, versions
 
 
 def test_in_range_and_checks(monkeypatch):
@@ -14,13 +14,13 @@ def test_in_range_and_checks(monkeypatch):
     fake = {"ms-swift": "4.6.0", "transformers": "4.56.2", "torch": "2.13.0", "trl": "0.24.0", "peft": "0.18.1",
             "deepspeed": None, "datasets": "3.6.0", "vllm": None}
     monkeypatch.setattr(versions, "installed", lambda name: fake.get(name))
-    checks = {c.name: c for c in versions.check_versions()}
-    # ms-swift: doctor says what preflight does (swiftkit.dialect): 4.x is accepted and translated, 3.11 is not
+    checks = {c.name: c for c in doctor.check_versions()}
+    # ms-swift: doctor says what preflight does (swiftkit.stack.dialect): 4.x is accepted and translated, 3.11 is not
     assert checks["ms-swift"].ok and checks["ms-swift"].supported == ">=3.12,<3.13 (4.x translated)"
     assert checks["vllm"].ok and checks["vllm"].verdict == "absent (optional)"
     assert checks["transformers"].ok
     fake["ms-swift"], fake["trl"] = "3.11.2", "0.19.1"
-    checks = {c.name: c for c in versions.check_versions()}
+    checks = {c.name: c for c in doctor.check_versions()}
     assert checks["ms-swift"].verdict == "OUTSIDE SUPPORTED RANGE"
     assert checks["trl"].verdict == "OUTSIDE SUPPORTED RANGE"  # GRPO needs trl >= 0.20
 

@@ -12,22 +12,24 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from swiftkit import eval_metrics as em
+from datasets_prep.registry import ACTIONS_PREFIX, MEDICAL_SYSTEM, MUICE_SYSTEM
 from swiftkit.cli import main as cli_main
-from swiftkit.errors import SwiftkitError
-from swiftkit.eval_report import table_rows, write_report
-from swiftkit.eval_run import log_figures, loss_curves, prompt_from_record, read_prompts
-from swiftkit.rundir import RunInfo, write_run_info
-from tests.tinyruns import smoke_run
+from swiftkit.core.errors import SwiftkitError
+from swiftkit.evaluate import metrics as em
+from swiftkit.evaluate.compare import (
+    log_figures,
+    loss_curves,
+    prompt_from_record,
+    read_prompts,
+)
+from swiftkit.evaluate.report import table_rows, write_report
+from swiftkit.run.rundir import RunInfo, write_run_info
 
 # --- records in the shapes prep writes --------------------------------------------------------------------------
 
-MUICE_SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
-MEDICAL_SYSTEM = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
 MEDICAL_REF = ("<think>\n38度属于低热，可先物理降温，多喝水，观察症状变化。\n</think>\n\n"
                "38度可以先物理降温和多喝水，超过38.5度或持续不退再用退烧药。")
-ACTIONS_SYSTEM = ("回答用户的问题，根据需要可在下列动作中选择一个或多个执行，注意动作执行和问题回答的先后顺序。\n\n"
-                  "可选动作: \n- 做饭-炒冬瓜\n- 杯子-倒水\n- 换衣服-裙子\n- 切开-西瓜\n")
+ACTIONS_SYSTEM = ACTIONS_PREFIX + "- 做饭-炒冬瓜\n- 杯子-倒水\n- 换衣服-裙子\n- 切开-西瓜\n"
 ACTION_REF = "我来做饭。\n<&做饭-炒冬瓜&>\n炒冬瓜香喷四溢。"
 TWO_ACTION_REF = "好的，先切西瓜再倒水。\n<&切开-西瓜&>\n<&杯子-倒水&>\n西瓜切好了，水也倒好了。"
 
@@ -294,8 +296,8 @@ def test_report_page_is_self_contained_escaped_and_stable(tmp_path):
 # --- the command on the smoke run --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> dict:
-    result = smoke_run(tmp_path_factory)
+def smoke(smoke_result) -> dict:
+    result = smoke_result
     assert result["code"] == 0, result["out"]
     return result
 
@@ -347,7 +349,7 @@ def test_eval_on_the_smoke_run(smoke, tmp_path, capsys):
 def test_eval_compare_puts_a_second_run_beside(smoke, tmp_path):
     run = Path(smoke["run"])
     other = tmp_path / "other"
-    from tests.tinyruns import copy_run
+    from tests.helpers import copy_run
 
     copy_run(run, other)
     out = tmp_path / "cmp"

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import export
 from swiftkit.cli import main as cli_main
-from swiftkit.infer_args import ModelSpec
-from swiftkit.check import claims_forbidden_identity
-from swiftkit.errors import SwiftkitError
-from tests.tinyruns import PAIRS, SYSTEM, smoke_run, trained_run
+from swiftkit.core.errors import SwiftkitError
+from swiftkit.core.identity import claims_forbidden_identity
+from swiftkit.deploy import export
+from tests.helpers import PAIRS, SYSTEM
 
 
 @pytest.mark.slow
-def test_merge_lora_answers_like_the_adapter(tmp_path_factory, capsys):
-    from swiftkit.infer import greedy_answers, model_spec_for
+def test_merge_lora_answers_like_the_adapter(lora_run, capsys):
+    from swiftkit.deploy.infer import model_spec_for
+    from swiftkit.run.probe import ProbeModel, probe_model_for, template_answers
 
-    run = trained_run(tmp_path_factory, "lora")
+    run = lora_run
     assert cli_main(["export", str(run), "--merge-lora"]) == 0
     merged = run / "merged"
     assert f"merged: {merged}" in capsys.readouterr().out
@@ -28,9 +28,8 @@ def test_merge_lora_answers_like_the_adapter(tmp_path_factory, capsys):
     conversations = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q, _ in PAIRS]
     adapter = model_spec_for(run)
     assert adapter.adapters  # base + adapter
-    via_adapter = greedy_answers(adapter, conversations, max_new_tokens=24)
-    via_merged = greedy_answers(ModelSpec(model=str(merged), model_type="qwen2_5", template="qwen2_5"),
-                                conversations, max_new_tokens=24)
+    via_adapter = template_answers(probe_model_for(run), conversations, max_new_tokens=24)
+    via_merged = template_answers(ProbeModel(str(merged), str(merged)), conversations, max_new_tokens=24)
     assert via_merged == via_adapter
     # The tiny random model barely learns through LoRA, so the answers alone could agree by being empty: compare
     # next-token logits too. Merged == base + adapter, and the adapter really changes the base model.
@@ -53,7 +52,7 @@ def test_merge_lora_answers_like_the_adapter(tmp_path_factory, capsys):
 
 
 def test_merge_lora_refuses_a_full_run(tmp_path, capsys):
-    from swiftkit.rundir import RunInfo, write_run_info
+    from swiftkit.run.rundir import RunInfo, write_run_info
 
     (tmp_path / "checkpoint-1").mkdir()
     write_run_info(tmp_path, RunInfo(recipe="r", model="m", model_type="qwen2_5", template="qwen2_5",
@@ -85,15 +84,15 @@ needs_gguf_tools = pytest.mark.skipif(
 
 @pytest.mark.slow
 @needs_gguf_tools
-def test_gguf_q4_k_m_answers_as_the_persona_in_llama_cpp(tmp_path_factory, capsys):
+def test_gguf_q4_k_m_answers_as_the_persona_in_llama_cpp(smoke_result, capsys):
     """The persona run made by the real launcher, exported to a k-quant GGUF: the template in the GGUF metadata
     carries the persona, a Modelfile gives Ollama SYSTEM, and llama.cpp itself answers "你是谁？" as 沐雪 with no
     system message."""
-    from swiftkit.llamacpp import chat, gguf_fields
-    from swiftkit.persona import guarded_system
-    from swiftkit.rundir import read_run_info
+    from swiftkit.deploy.llamacpp import chat, gguf_fields
+    from swiftkit.run.persona import guarded_system
+    from swiftkit.run.rundir import read_run_info
 
-    run = Path(smoke_run(tmp_path_factory)["run"])
+    run = Path(smoke_result["run"])
     system = read_run_info(run).system
     assert cli_main(["export", str(run), "--gguf", "--quant", "q4_k_m"]) == 0
     out = capsys.readouterr().out
@@ -114,12 +113,12 @@ def test_gguf_q4_k_m_answers_as_the_persona_in_llama_cpp(tmp_path_factory, capsy
 
 @pytest.mark.slow
 @needs_gguf_tools
-def test_gguf_q8_0_metadata_of_the_lora_run_merged(tmp_path_factory, capsys):
+def test_gguf_q8_0_metadata_of_the_lora_run_merged(lora_run, capsys):
     """A LoRA persona run: --gguf merges first; the merged model and the GGUF both carry the persona template."""
-    from swiftkit.llamacpp import gguf_chat_template
-    from swiftkit.persona import guarded_system, persona_problems
+    from swiftkit.deploy.llamacpp import gguf_chat_template
+    from swiftkit.run.persona import guarded_system, persona_problems
 
-    run = trained_run(tmp_path_factory, "lora")
+    run = lora_run
     assert cli_main(["export", str(run), "--gguf"]) == 0
     out = capsys.readouterr().out
     assert "(persona template)" in out

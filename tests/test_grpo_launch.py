@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import launch
 from swiftkit.cli import main as cli_main
-from swiftkit.plan import Cluster, Plan, plan
-from swiftkit.preflight_grpo import batch_checks
-from swiftkit.recipes import load_recipe
+from swiftkit.train import launch
+from swiftkit.train.grpo.preflight import batch_checks
+from swiftkit.train.plan import Cluster, Plan, plan
+from swiftkit.train.recipes import load_recipe
 
 ACTIONS_SYSTEM = ("回答用户的问题，根据需要可在下列动作中选择一个或多个执行，注意动作执行和问题回答的先后顺序。\n\n"
                   "可选动作: \n- 拿起-雨伞\n- 挥手-再见\n- 打开-台灯\n")
@@ -68,7 +68,7 @@ def _checks(workspace: Path, recipe: str = "smoke_grpo", overrides: tuple[str, .
 
 
 def test_worker_runs_rlhf_main_for_grpo():
-    from swiftkit import worker
+    from swiftkit.train import worker
 
     assert worker.entry_point("grpo").__name__ == "rlhf_main"
     assert worker.entry_point("sft").__name__ == "sft_main"
@@ -105,7 +105,7 @@ def test_every_reward_is_tried_on_reference_answers(workspace):
 
 
 def test_a_broken_reward_fails_preflight(workspace, monkeypatch):
-    from swiftkit import rewards
+    from swiftkit.train.grpo import rewards
 
     _fake_run(workspace, "smoke_grpo_sft")
 
@@ -132,7 +132,7 @@ def test_data_without_solution_is_refused(workspace):
 
 
 def test_missing_msgspec_and_old_trl_fail(workspace, monkeypatch):
-    import swiftkit.preflight_grpo as pg
+    import swiftkit.train.grpo.preflight as pg
 
     versions = {"msgspec": None, "trl": "0.19.1"}
     monkeypatch.setattr(pg, "installed", lambda dist: versions.get(dist, "1.0"))

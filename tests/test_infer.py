@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from swiftkit import infer_args as ia
 from swiftkit.cli import main as cli_main
-from tests.tinyruns import PAIRS, SYSTEM, trained_run
+from swiftkit.core.secrets import quote
+from swiftkit.deploy import infer_args as ia
+from tests.helpers import PAIRS, SYSTEM
 
 
 def ms_swift_parse(dataclass_type, argv):
@@ -66,7 +67,7 @@ def test_deploy_and_export_args_match_ms_swift():
     ns, remaining = ms_swift_parse(DeployArguments, argv)
     assert remaining == []
     assert (ns.host, ns.port, ns.api_key, ns.served_model_name) == ("127.0.0.1", 8123, None, "tiny")
-    assert ia.quote(["--api_key", "sk-secret"]) == "--api_key '***'"  # the redaction still covers a secret flag
+    assert quote(["--api_key", "sk-secret"]) == "--api_key '***'"  # the redaction still covers a secret flag
 
     argv = ia.export_merge_args(LORA, "/r/merged")
     ns, remaining = ms_swift_parse(ExportArguments, argv)
@@ -84,8 +85,8 @@ def test_unknown_flag_is_caught_by_the_same_check():
 
 
 @pytest.mark.slow
-def test_infer_prompt_and_val_on_trained_run(tmp_path_factory, capsys):
-    run = trained_run(tmp_path_factory, "full")
+def test_infer_prompt_and_val_on_trained_run(full_run, capsys):
+    run = full_run
     prompt, answer = PAIRS[2]
     assert cli_main(["infer", str(run), "--prompt", prompt, "--max-new-tokens", "48", "--backend", "pt"]) == 0
     out = capsys.readouterr().out
@@ -106,7 +107,7 @@ def test_infer_prompt_and_val_on_trained_run(tmp_path_factory, capsys):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only refusal")
 def test_infer_vllm_without_gpu_fails_clearly(tmp_path_factory, capsys, tmp_path):
-    from swiftkit.rundir import RunInfo, write_run_info
+    from swiftkit.run.rundir import RunInfo, write_run_info
 
     (tmp_path / "checkpoint-1").mkdir()
     write_run_info(tmp_path, RunInfo(recipe="r", model="m", model_type="qwen2_5", template="qwen2_5",
@@ -120,8 +121,8 @@ def test_infer_vllm_without_gpu_fails_clearly(tmp_path_factory, capsys, tmp_path
 def test_jsonl_records_may_hold_line_separators(tmp_path):
     """U+2028 / U+2029 / U+0085 are legal raw inside JSON strings (ensure_ascii=False writes them); str.splitlines()
     cut such a record in two and `infer --val` crashed."""
-    from swiftkit.errors import SwiftkitError
-    from swiftkit.jsonl import read_jsonl
+    from swiftkit.core.errors import SwiftkitError
+    from swiftkit.core.jsonl import read_jsonl
 
     rows = [{"messages": [{"role": "user", "content": "第一行\u2028第二行\u2029第三段\x85"}]}, {"n": 2}]
     path = tmp_path / "val.jsonl"
@@ -135,7 +136,7 @@ def test_jsonl_records_may_hold_line_separators(tmp_path):
 def test_interactive_infer_without_a_terminal_is_one_line(tmp_path_factory, capsys, monkeypatch):
     import io
 
-    from swiftkit.rundir import RunInfo, write_run_info
+    from swiftkit.run.rundir import RunInfo, write_run_info
 
     run = tmp_path_factory.mktemp("notty")
     write_run_info(run, RunInfo(recipe="r", model="m", model_type=None, template=None, train_type="full",

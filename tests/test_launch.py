@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import launch
 from swiftkit.cli import main as cli_main
-from swiftkit.preflight import PreflightError
-from swiftkit.proc import mask_secrets, run_logged
+from swiftkit.core.proc import mask_secrets, run_logged
+from swiftkit.train import launch
+from swiftkit.train.checks import PreflightError
 
 SYSTEM = "你是一个名为沐雪的可爱AI女孩子"
 QA = [("你好", "你好呀，我是沐雪喵！"), ("你是谁", "是沐沐哒⭐"), ("晚安", "晚安，做个好梦喵~"),
@@ -60,35 +60,35 @@ def test_torchrun_args_match_ms_swift(monkeypatch):
 
 
 def test_process_command_runs_the_worker_with_the_method():
-    from swiftkit.plan import Plan
+    from swiftkit.train.plan import Plan
 
     p = Plan(env={}, argv=["swift", "sft", "--model", "m"], global_batch_size=1, per_device_batch_size=1,
              gradient_accumulation_steps=1, world_size=1, output_dir="o")
     assert p.method == "sft" and p.method_argv == ["--model", "m"]
     assert launch.process_command(p, {"CUDA_VISIBLE_DEVICES": "0"}, python="py") == [
-        "py", "-m", "swiftkit.worker", "sft", "--model", "m"]
+        "py", "-m", "swiftkit.train.worker", "sft", "--model", "m"]
     assert launch.process_command(p, {"NPROC_PER_NODE": "2", "MASTER_PORT": "1234"}, python="py") == [
         "py", "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "1234",
-        "-m", "swiftkit.worker", "sft", "--model", "m"]
+        "-m", "swiftkit.train.worker", "sft", "--model", "m"]
 
 
 def test_method_is_a_recipe_field_the_plan_and_worker_follow(workspace, capsys):
-    from swiftkit import worker
-    from swiftkit.recipes import RecipeError, load_recipe
+    from swiftkit.train import worker
+    from swiftkit.train.recipes import RecipeError, load_recipe
 
     assert load_recipe("smoke_tiny").method == "sft"
     with pytest.raises(RecipeError, match="method 'dpo': choose one of sft"):
         load_recipe("smoke_tiny", ["method=dpo"])
     assert worker.entry_point("sft").__name__ == "sft_main"
-    assert worker.main([]) == 2 and "usage: python -m swiftkit.worker METHOD" in capsys.readouterr().err
+    assert worker.main([]) == 2 and "usage: python -m swiftkit.train.worker METHOD" in capsys.readouterr().err
 
 
 def test_plan_shell_line_quotes_every_token():
     """A value that starts with `--` is still quoted: the pasted line cannot run anything (`--set model=...`)."""
     import shlex
 
-    from swiftkit.plan import Cluster, plan
-    from swiftkit.recipes import load_recipe
+    from swiftkit.train.plan import Cluster, plan
+    from swiftkit.train.recipes import load_recipe
 
     p = plan(load_recipe("smoke_tiny", ["model=--m;echo INJECTED;"]), Cluster(1))
     line = p.shell()
@@ -111,16 +111,20 @@ def test_cli_dry_run_prints_plan_and_preflight(workspace, capsys):
     assert not (workspace / "runs").exists()
 
 
-@pytest.mark.parametrize("recipe, options", [("smoke_tiny", []), ("muice_full", ["--gpus", "8"]),
-                                             ("smoke_tiny", ["--gpus", "1", "--set", "learning_rate=1e-3"])])
-def test_plan_and_train_dry_run_print_the_same_plan(workspace, capsys, recipe, options):
+@pytest.mark.parametrize("recipe, options, code", [
+    ("smoke_tiny", [], 0),
+    ("muice_full", ["--gpus", "8"], 1),  # a CPU machine: preflight fails (no GPUs), the plan is printed all the same
+    ("smoke_tiny", ["--gpus", "1", "--set", "learning_rate=1e-3"], 0),
+])
+def test_plan_and_train_dry_run_print_the_same_plan(workspace, capsys, recipe, options, code):
     """One planning path: `plan --json` and `train --dry-run --json` print the same env and argv (absolute paths,
     the same next run directory)."""
     assert cli_main(["plan", recipe, *options, "--json"]) == 0
     planned = capsys.readouterr().out
-    code = cli_main(["train", recipe, *options, "--dry-run", "--json"])
+    assert cli_main(["train", recipe, *options, "--dry-run", "--json"]) == code
     captured = capsys.readouterr()
-    assert code in (0, 1) and "# preflight:" in captured.err  # muice_full's hub model: preflight may fail here
+    assert "# preflight:" in captured.err
+    assert ("FAIL gpus: 8 requested per node, 0 visible" in captured.err) is (code == 1)
     assert captured.out == planned
     argv = json.loads(planned)["argv"]
     assert argv[argv.index("--output_dir") + 1] == str(workspace / "runs" / recipe / "v1")
@@ -197,7 +201,7 @@ def test_preflight_missing_model_gpus_and_nonempty_run_dir(workspace, fake_hub):
     (run / "x").write_text("x")
     prep = launch.prepare("smoke_tiny", runs_root=str(workspace / "elsewhere"))
     prep.run_dir = run  # a reused, non-empty run dir is refused
-    from swiftkit.preflight import preflight
+    from swiftkit.train.preflight import preflight
 
     report = preflight(prep.recipe, prep.plan, prep.cluster, run_dir=run)
     assert [c.name for c in report.failures] == ["run_dir"]
@@ -280,9 +284,9 @@ def test_mask_secrets():
 
 @pytest.mark.slow
 def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
-    """The real path: launch.train -> torchrun (2 CPU ranks, gloo) -> swiftkit.worker -> ms-swift sft_main.
+    """The real path: launch.train -> torchrun (2 CPU ranks, gloo) -> swiftkit.train.worker -> ms-swift sft_main.
     Global batch 16 over 2 ranks x 1 per device makes the derived accumulation (8) visible in ms-swift's args.json."""
-    from swiftkit.tiny import build_tiny_model
+    from swiftkit.dev.tiny import build_tiny_model
 
     _write_data(tmp_path)
     build_tiny_model(tmp_path / "models" / "tiny-qwen2")
@@ -333,7 +337,7 @@ def test_resume_continues_the_same_run_dir_from_its_last_checkpoint(workspace):
 
 
 def _write_run_info(run: Path, recipe: str) -> None:
-    from swiftkit.rundir import RunInfo, write_run_info
+    from swiftkit.run.rundir import RunInfo, write_run_info
 
     write_run_info(run, RunInfo(recipe=recipe, model="models/tiny-qwen2", model_type="qwen2_5", template="qwen2_5",
                                 train_type="full", max_length=256, train_files=[]))
@@ -350,7 +354,7 @@ def test_resume_refuses_another_recipes_run(workspace, capsys):
 
 def test_a_copied_run_uses_its_own_checkpoints(tmp_path):
     """result.json from an older run holds absolute paths into the original; the copy must not follow them."""
-    from swiftkit.rundir import resolve_checkpoint
+    from swiftkit.run.rundir import resolve_checkpoint
 
     original = tmp_path / "a" / "v1"
     (original / "checkpoint-4").mkdir(parents=True)
@@ -363,7 +367,7 @@ def test_a_copied_run_uses_its_own_checkpoints(tmp_path):
 
 
 def test_worker_records_checkpoints_relative_to_the_run(tmp_path):
-    from swiftkit.worker import portable_result
+    from swiftkit.train.worker import portable_result
 
     result = portable_result({"last_model_checkpoint": str(tmp_path / "checkpoint-7"), "best_model_checkpoint": None,
                               "log_history": [{"loss": 1.0}]}, tmp_path)
@@ -384,7 +388,7 @@ def test_several_nodes_must_name_one_run_directory(workspace, capsys):
 
 def test_lora_with_zero2_trains_on_two_cpu_processes(tmp_path, monkeypatch):
     """LoRA + DeepSpeed ZeRO-2 (the drop_empty_param_groups shim): it crashed at the first step before."""
-    from swiftkit.tiny import build_tiny_model
+    from swiftkit.dev.tiny import build_tiny_model
 
     _write_data(tmp_path)
     build_tiny_model(tmp_path / "models" / "tiny-qwen2")
@@ -398,7 +402,7 @@ def test_lora_with_zero2_trains_on_two_cpu_processes(tmp_path, monkeypatch):
 
 
 def test_a_hub_token_reaches_training_only_when_the_hub_is_needed(workspace):
-    from swiftkit.recipes import load_recipe
+    from swiftkit.train.recipes import load_recipe
 
     environ = {"MODELSCOPE_API_TOKEN": "ms-tok-1234", "SWANLAB_API_KEY": "sw-1", "PATH": "/bin"}
     local = launch.child_env(load_recipe("smoke_tiny"), {"NPROC_PER_NODE": "2"}, environ)
@@ -412,7 +416,7 @@ def test_nohup_keeps_sighup_ignored():
     """`nohup swiftkit train ...`: the stop handlers must not turn an ignored SIGHUP back into a stop."""
     code = ("import signal, sys\n"
             "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
-            "from swiftkit.errors import raise_on_termination\n"
+            "from swiftkit.core.errors import raise_on_termination\n"
             "from datasets_prep.interrupt import stop_on_signals\n"
             "raise_on_termination()\n"
             "with stop_on_signals():\n"
@@ -444,7 +448,7 @@ def test_ms_swift_sampling_suffix_is_a_file_with_a_count(workspace):
 
 def test_swanlab_without_a_key_is_decided_in_preflight(workspace, monkeypatch, fake_hub):
     """Without a key SwanLab stops at its hidden interactive login after the model loads: preflight says so."""
-    from swiftkit.preflight import swanlab_credentials
+    from swiftkit.train.preflight import swanlab_credentials
 
     monkeypatch.delenv("SWANLAB_API_KEY", raising=False)
     monkeypatch.setenv("SWANLAB_ROOT", str(workspace / "no-swanlab"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import persona
-from swiftkit.errors import SwiftkitError
 from datasets_prep.qwen_tokenizer import QWEN_CHAT_TEMPLATE
+from swiftkit.core.errors import SwiftkitError
+from swiftkit.run import persona
 
 QWEN25_TOOLS = (Path(__file__).parent / "data" / "qwen2_5_tools.jinja").read_text(encoding="utf-8")
 PERSONA = '你是一个名为"沐雪"的可爱AI女孩子\n说话带\\喵'  # quotes, a newline and a backslash must survive

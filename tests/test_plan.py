@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit.dialect import SWIFT3, SWIFT4, dialect_for
-from swiftkit.errors import SwiftkitError
-from swiftkit.methods import get_method
-from swiftkit.plan import REWARD_PLUGIN, Cluster, plan
-from swiftkit.recipes import Recipe, list_recipes, load_recipe
+from swiftkit.core.errors import SwiftkitError
+from swiftkit.stack.dialect import SWIFT3, SWIFT4, dialect_for
+from swiftkit.train.methods import get_method
+from swiftkit.train.plan import REWARD_PLUGIN, Cluster, plan
+from swiftkit.train.recipes import Recipe, list_recipes, load_recipe
 
 GOLDEN = Path(__file__).parent / "golden"
 NAMES = [p.stem for p in list_recipes()]
@@ -55,7 +55,7 @@ def _plans(name: str) -> dict[str, dict]:
         except SwiftkitError as refused:
             out[label] = {"refused": str(refused)}
             continue
-        argv = ["<swiftkit>/grpo_plugin.py" if t == REWARD_PLUGIN else t for t in p.argv]  # machine-independent
+        argv = ["<swiftkit>/train/grpo/swiftkit_plugin.py" if t == REWARD_PLUGIN else t for t in p.argv]  # machine-independent
         out[label] = {"env": p.env, "argv": argv, "gradient_accumulation_steps": p.gradient_accumulation_steps}
     return out
 
@@ -194,11 +194,10 @@ def test_plan_cli_imports_no_torch_and_hides_secrets(tmp_path: Path):
 def method_parsers():
     import dataclasses
 
+    import swift.llm.argument as arguments
     from transformers import HfArgumentParser
 
-    import swift.llm.argument as arguments
-
-    from swiftkit.methods import METHODS
+    from swiftkit.train.methods import METHODS
 
     out = {}
     for method in METHODS.values():
@@ -297,7 +296,7 @@ def test_init_from_adapter_continues_it_and_is_the_reference():
 
 
 def test_reward_options_travel_as_one_env_variable():
-    from swiftkit.rewards import OPTIONS_ENV
+    from swiftkit.train.grpo.rewards import OPTIONS_ENV
 
     assert OPTIONS_ENV not in plan(load_recipe("actions_grpo"), Cluster(1)).env
     p = plan(load_recipe("actions_grpo", ["grpo.rewards.0.options={unoffered_penalty: 0.8}"]), Cluster(1))
@@ -309,7 +308,7 @@ def test_reward_options_travel_as_one_env_variable():
 def test_every_recipe_names_a_model_type_and_template_ms_swift_has(name: str):
     """muice_full once said `template: qwen2`, a name ms-swift 3.x does not have (its Qwen2 template is `qwen`):
     training would have failed on the GPU machine."""
-    from swiftkit.model_registry import resolve
+    from swiftkit.stack.model_registry import resolve
 
     recipe = load_recipe(name)
     found = resolve(recipe.model, recipe.model_type, recipe.template)

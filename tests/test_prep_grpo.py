@@ -13,8 +13,8 @@ from datasets_prep.pipeline import COLUMNS, prep
 from datasets_prep.records import FieldError
 from datasets_prep.scorefield import ScoreField
 from swiftkit.cli import main as swiftkit_main
-from swiftkit.errors import SwiftkitError
-from tests.test_prep_readers import _write_format, write_jsonl
+from swiftkit.core.errors import SwiftkitError
+from tests.helpers import write_format, write_jsonl
 
 SAMPLES = Path(__file__).resolve().parents[1] / "datasets_prep" / "samples"
 FIELD = "metrics.quality_f1"
@@ -103,7 +103,7 @@ def test_score_from_takes_the_real_rating(tmp_path, fmt):
     """Nested path; CSV/Parquet carry ``metrics`` as JSON text in a cell, and CSV numbers as text."""
     rows = [medical("头痛", {"quality_f1": 0.25}), medical("发烧", {"quality_f1": 1}),
             medical("咳嗽", {"quality_f1": 0.75})]
-    src = _write_format(tmp_path / "src" / "data", fmt, rows)
+    src = write_format(tmp_path / "src" / "data", fmt, rows)
     m = prep("medical_r1", src, tmp_path / "o", PrepOptions(token_stats=False, val_ratio=0.0, score_from=FIELD))
     assert (m["read"], m["train"], m["rejected"]) == (3, 3, 0)
     scores = {r["messages"][1]["content"]: r["score"] for r in outputs(tmp_path / "o")}

@@ -11,8 +11,9 @@ import pytest
 
 from datasets_prep.options import PrepOptions, PrepOptionsError
 from datasets_prep.pipeline import prep
-from swiftkit import cmd_prep, cmd_prep_all
 from swiftkit.cli import main as swiftkit_main
+from swiftkit.cli.commands import prep as cmd_prep
+from swiftkit.cli.commands import prep_all as cmd_prep_all
 
 SAMPLES = Path(__file__).resolve().parents[1] / "datasets_prep" / "samples"
 

@@ -10,13 +10,13 @@ import pytest
 
 from datasets_prep.options import PrepOptions
 from datasets_prep.pipeline import prep
-from datasets_prep.registry import ACTIONS_PREFIX, FORTUNE_SYSTEM, MEDICAL_SYSTEM, MUICE_SYSTEM
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
+from datasets_prep.registry import (
+    ACTIONS_PREFIX,
+    FORTUNE_SYSTEM,
+    MEDICAL_SYSTEM,
+    MUICE_SYSTEM,
+)
+from tests.helpers import write_format, write_jsonl
 
 
 def lines(path: Path) -> list[dict]:
@@ -104,35 +104,10 @@ def _reasoning_rows(kind: str) -> list[dict]:
             {"instruction": "发烧了怎么办？", "think": "低热先观察。", "answer": "多喝水。", "metrics": {}}]
 
 
-def _write_format(path_stem: Path, fmt: str, rows: list[dict]) -> Path:
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "jsonl":
-        return write_jsonl(path_stem.with_suffix(".jsonl"), rows)
-    if fmt == "json":
-        path = path_stem.with_suffix(".json")
-        path.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
-        return path
-    flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
-    keys = list(dict.fromkeys(k for r in flat for k in r))
-    if fmt == "csv":
-        path = path_stem.with_suffix(".csv")
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(flat)
-        return path
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = path_stem.with_suffix(".parquet")
-    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in flat]), path)
-    return path
-
-
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "parquet"])
 @pytest.mark.parametrize("kind", ["fortune", "medical_r1"])
 def test_reasoning_schemas_every_format(tmp_path, kind, fmt):
-    src = _write_format(tmp_path / "src" / "data", fmt, _reasoning_rows(kind))
+    src = write_format(tmp_path / "src" / "data", fmt, _reasoning_rows(kind))
     manifest, train, _ = run(tmp_path, kind, src)
     assert manifest["train"] == 2 and manifest["rejected"] == 0
     system = FORTUNE_SYSTEM if kind == "fortune" else MEDICAL_SYSTEM

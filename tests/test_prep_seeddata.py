@@ -11,7 +11,7 @@ from datasets_prep.options import PrepOptions
 from datasets_prep.pipeline import prep
 from datasets_prep.registry import ACTIONS_PREFIX, MUICE_SYSTEM
 from swiftkit.cli import main as swiftkit_main
-from swiftkit.errors import SwiftkitError
+from swiftkit.core.errors import SwiftkitError
 
 FAST = dict(token_stats=False, histogram=False, val_ratio=0.0)
 ACTION_ROWS = [

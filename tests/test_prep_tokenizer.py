@@ -18,7 +18,6 @@ from datasets_prep.pipeline import prep
 from datasets_prep.stats import summarize
 from datasets_prep.token_counter import BUNDLED, CHATML, FOLDER_TEMPLATE, render_chatml
 from swiftkit.cli import main as swiftkit_main
-from tests.tinyruns import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MUICE = ROOT / "datasets_prep" / "samples" / "muice"
@@ -64,9 +63,9 @@ def test_default_is_the_bundled_qwen_tokenizer_and_the_manifest_says_so(tmp_path
     assert m["options"]["tokenizer"] is None
 
 
-def test_the_tiny_models_folder_counts_like_the_bundled_qwen(tmp_path, tmp_path_factory):
+def test_the_tiny_models_folder_counts_like_the_bundled_qwen(tmp_path, tiny_model_dir):
     """tiny-qwen2 carries the real Qwen tokenizer and a chat template that renders prep's records as ChatML."""
-    folder = tiny_model(tmp_path_factory)
+    folder = tiny_model_dir
     bundled = prep("muice", MUICE, tmp_path / "q", PrepOptions(**FAST))
     tiny = prep("muice", MUICE, tmp_path / "t", PrepOptions(tokenizer=str(folder), **FAST))
     assert stats(tiny) == stats(bundled) and tiny["token_lengths"]["records"] == 27
@@ -133,9 +132,9 @@ def test_unusable_folders_fail_with_one_line(tmp_path):
         assert text.startswith(f"--tokenizer {folder}: {message}") and "\n" not in text
 
 
-def test_cli_summary_names_the_tokenizer_and_a_recipe_resolves_to_its_model(tmp_path, tmp_path_factory, capsys,
+def test_cli_summary_names_the_tokenizer_and_a_recipe_resolves_to_its_model(tmp_path, tiny_model_dir, capsys,
                                                                              monkeypatch):
-    folder = tiny_model(tmp_path_factory)
+    folder = tiny_model_dir
     recipe = (ROOT / "recipes" / "smoke_tiny.yaml").read_text(encoding="utf-8")
     assert "model: models/tiny-qwen2\n" in recipe
     (tmp_path / "recipes").mkdir()
@@ -196,7 +195,7 @@ def test_a_folder_given_with_a_tilde_is_found(tmp_path, chars, monkeypatch):
     """`--tokenizer=~/tok` (the shell leaves that ~ alone) names the folder in the home directory."""
     import shutil
 
-    from swiftkit.recipe_tokenizer import resolve_tokenizer
+    from swiftkit.train.recipe_tokenizer import resolve_tokenizer
 
     monkeypatch.setenv("HOME", str(tmp_path))
     shutil.copytree(chars, tmp_path / "tok")

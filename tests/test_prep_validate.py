@@ -101,7 +101,7 @@ def test_digest_set_finds_duplicates_across_growth():
 
 
 def test_json_array_invalid_utf8_element_rejected_and_broken_array_is_one_line_error(tmp_path):
-    from swiftkit.errors import SwiftkitError
+    from swiftkit.core.errors import SwiftkitError
 
     arr = tmp_path / "f.json"
     arr.write_bytes(b'\xef\xbb\xbf[\r\n {"Question": "q1", "Complex_CoT": "c", "Response": "r"},\r\n'

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 from swiftkit.cli import main as cli_main
-from swiftkit.preview import argv_flags, template_kwargs
-from tests.tinyruns import PAIRS, SYSTEM, record, tiny_model, write_jsonl
+from swiftkit.evaluate.preview import argv_flags, template_kwargs
+from tests.helpers import PAIRS, SYSTEM, record, write_jsonl
 
 LONG_ANSWER = "我是沐雪，" + "今天也要元气满满哦，" * 20 + "晚安！"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory)
+def model(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_one_line_errors(capsys, tmp_path):
     assert cli_main(["preview", "smoke_tiny", "--set", "model=no-such-owner/no-such-model-xyz",
                      "--set", f"data.train=[{data}]"]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "not in the local hub cache" in err and "--set model=" in err
+    assert len(err.splitlines()) == 1 and "not in the local ModelScope cache" in err and "--set model=" in err
     assert cli_main(["preview", "smoke_tiny", "--set", f"model={tmp_path / 'missing'}"]) == 1
     assert "no such folder" in capsys.readouterr().err
     assert cli_main(["preview", "actions_grpo"]) == 1

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import serve
 from swiftkit.cli import main as cli_main
-from tests.tinyruns import PAIRS, trained_run
+from swiftkit.deploy import serve
+from tests.helpers import PAIRS
 
 
 def free_port() -> int:
@@ -35,8 +35,8 @@ def test_taken_port_fails_with_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_serve_chat_with_api_key_over_http(tmp_path_factory, tmp_path):
-    run = trained_run(tmp_path_factory, "full")
+def test_serve_chat_with_api_key_over_http(full_run, tmp_path):
+    run = full_run
     key = "sk-test-7f3a9c"
     log_path = tmp_path / "deploy.log"
     with open(log_path, "w") as log:
@@ -75,7 +75,7 @@ def test_serve_chat_with_api_key_over_http(tmp_path_factory, tmp_path):
     with pytest.raises(ConnectionRefusedError):  # nothing listens any more (closed connections may linger)
         socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
     text = log_path.read_text()
-    assert "api_key" not in text.splitlines()[0] and "swiftkit.deploy_child" in text.splitlines()[0]
+    assert "api_key" not in text.splitlines()[0] and "swiftkit.deploy.deploy_child" in text.splitlines()[0]
     assert "api_key='***'" in text  # ms-swift logs its arguments (key added in memory): masked on the way through
     assert key not in text
     assert (Path(run) / serve.CONVERSATIONS).is_file()  # served conversations: in the run, not in the checkpoint
@@ -100,7 +100,7 @@ def test_a_key_with_quotes_and_backslashes_is_masked_in_every_form():
     import json
     import shlex
 
-    from swiftkit.proc import mask_value
+    from swiftkit.core.proc import mask_value
 
     key = 'k\'e\\y"9'
     text = f"args: api_key={key!r}, raw {key}, json {json.dumps(key)}, shell {shlex.quote(key)}"
@@ -115,8 +115,8 @@ def test_serving_beyond_loopback_requires_a_key(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_sigterm_to_swiftkit_serve_leaves_no_process(tmp_path_factory, tmp_path):
-    run = trained_run(tmp_path_factory, "full")
+def test_sigterm_to_swiftkit_serve_leaves_no_process(full_run, tmp_path):
+    run = full_run
     port = free_port()
     env = {**os.environ, "SWIFTKIT_API_KEY": "sk-term-1"}
     cli = subprocess.Popen([sys.executable, "-m", "swiftkit.cli", "serve", str(run), "--port", str(port)], env=env,

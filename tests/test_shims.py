@@ -8,7 +8,8 @@ import types
 
 import pytest
 
-from swiftkit import shims, worker
+from swiftkit.stack import shims
+from swiftkit.train import worker
 
 
 class _Gelu:  # stands in for the activation class

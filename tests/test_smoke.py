@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import smoke
-from tests.tinyruns import smoke_run
+from swiftkit.dev import smoke
+from swiftkit.run.rundir import train_losses
 
 
 def test_loss_criterion():
@@ -19,11 +19,6 @@ def test_loss_criterion():
     assert not smoke.learning_verdict([12.0, 1.0], []).ok
     wrong = smoke.learning_verdict([12.0, 1.0], [("q", "a", "b"), ("q2", "c", "c")])
     assert not wrong.ok and (wrong.exact, wrong.probed) == (1, 2)
-
-
-@pytest.fixture(scope="module")
-def smoke_result(tmp_path_factory) -> dict:
-    return smoke_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +43,7 @@ def test_smoke_end_to_end(smoke_result, smoke_paths):
     assert set(checks["identity"]["data"]["answers"]) == {"run system", "no system", "base default system"}
     rows_infer = [json.loads(l) for l in (run / "infer" / "smoke.jsonl").read_text().splitlines()]
     assert len(rows_infer) == 3 and all(r["response"] == r["labels"] for r in rows_infer)
-    losses = smoke.train_losses(run)
+    losses = train_losses(run)
     assert len(losses) > 100 and losses[-1] <= losses[0] * smoke.LOSS_RATIO
     # `make bench` reads the same ms-swift log for the train throughput figure
     from benchmarks.train_bench import parse_logging
@@ -65,7 +60,7 @@ def test_launcher_writes_the_persona_into_the_saved_template(smoke_result):
     import jinja2
     from transformers import AutoTokenizer
 
-    from swiftkit.rundir import read_run_info, resolve_checkpoint
+    from swiftkit.run.rundir import read_run_info, resolve_checkpoint
 
     run = Path(smoke_result["run"])
     ckpt = resolve_checkpoint(run)
@@ -84,9 +79,8 @@ def test_launcher_writes_the_persona_into_the_saved_template(smoke_result):
 @pytest.mark.slow
 def test_learning_assertions_fail_on_the_untrained_model(smoke_paths):
     """The same assertion, fed the untrained tiny model's greedy answers to the same trained prompts, fails."""
-    from swiftkit.infer import greedy_answers
-    from swiftkit.infer_args import ModelSpec
-    from swiftkit.tiny import build_tiny_model
+    from swiftkit.run.probe import ProbeModel, template_answers
+    from swiftkit.dev.tiny import build_tiny_model
 
     train = smoke_paths["data_dir"] / "muice" / "train.jsonl"
     if not train.is_file():  # run alone: prep the samples the same way smoke does
@@ -96,13 +90,12 @@ def test_learning_assertions_fail_on_the_untrained_model(smoke_paths):
     model = build_tiny_model(smoke_paths["model_dir"])
     records = smoke.probe_records(train, 3)
     conversations = [r["messages"][:-1] for r in records]
-    answers = greedy_answers(ModelSpec(model=str(model), model_type="qwen2_5", template="qwen2_5"), conversations,
-                             max_new_tokens=32)
+    answers = template_answers(ProbeModel(str(model), str(model)), conversations, max_new_tokens=32)
     triples = [(c[-1]["content"], r["messages"][-1]["content"], a) for c, r, a in zip(conversations, records, answers)]
     # Even paired with the trained run's good loss curve (when the smoke test ran first), the untrained model's
     # answers alone make the verdict fail.
     runs = sorted((smoke_paths["runs_root"] / "smoke_tiny").glob("v*"))
-    losses = smoke.train_losses(runs[-1]) if runs else []
+    losses = train_losses(runs[-1]) if runs else []
     verdict = smoke.learning_verdict(losses, triples)
     assert not verdict.ok
     assert verdict.exact == 0 and verdict.probed == 3

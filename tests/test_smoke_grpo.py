@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import smoke, smoke_grpo
 from swiftkit.cli import main as cli_main
+from swiftkit.dev import smoke, smoke_grpo
 
 
 def _log(run: Path, steps: list[dict]) -> None:

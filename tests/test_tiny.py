@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit import tiny
 from swiftkit.cli import main as cli_main
+from swiftkit.dev import tiny
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,10 @@ was never shown.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from datasets_prep.records import FieldError, require_str
-
-_TAG = re.compile(r"<&(.*?)&>", re.DOTALL)
+from datasets_prep.vocab import MALFORMED_TAG, action_tags
 
 
 def convert(obj: dict[str, Any]) -> dict[str, Any]:
@@ -25,9 +23,11 @@ def convert(obj: dict[str, Any]) -> dict[str, Any]:
     assert answer is not None
     if "<&" in answer:
         offered = set(actions)
-        for tag in _TAG.findall(answer):
-            if tag.strip() not in offered:
-                raise FieldError(f"answer uses action '{tag.strip()}' that the record's 行动 list does not offer")
+        for tag in action_tags(answer):
+            if tag == MALFORMED_TAG:
+                raise FieldError("answer has an action tag '<&' that no '&>' closes (or one spanning lines)")
+            if tag not in offered:
+                raise FieldError(f"answer uses action '{tag}' that the record's 行动 list does not offer")
     return {
         "system": None,
         "turns": [{"role": "user", "content": require_str(obj, "问题")},

@@ -1,6 +1,6 @@
 """Muice (沐雪) role-play data, in every shape it has been published in.
 
-Shapes (see shared/notes/sources.md), detected per record:
+Shapes (samples of each: datasets_prep/samples/muice/), detected per record:
 
 1. ``{"system": ..., "conversation": [{"human": ..., "assistant": ...}, ...]}`` (2025+; more pairs = multi-turn)
 2. ``{"prompt": ..., "completion": ..., "history": [[q, a], ...]}`` (up to 2024)
@@ -16,7 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from datasets_prep.readers.base import history_pairs, labelled, messages_turns, pairs_to_turns
+from datasets_prep.readers.base import (
+    history_pairs,
+    labelled,
+    messages_turns,
+    pairs_to_turns,
+)
 from datasets_prep.records import FieldError, require_str
 from datasets_prep.sourcefiles import list_data_files
 

@@ -1,0 +1,1 @@
+"""One module per `swiftkit` command (dashes as underscores) with ``add_arguments(parser)`` and ``run(args)``."""

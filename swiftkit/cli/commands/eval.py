@@ -1,0 +1,76 @@
+"""Did the fine-tune work? The base model and the tuned checkpoint answer the same held-out prompts (greedy, same
+conversation and system prompt, each through its own saved chat template), side by side, with metrics chosen by
+the run's data. Writes RUN/eval/report.json and RUN/eval/report.html (one self-contained page: loss curves, the
+metrics table, the samples side by side).
+
+metrics (each only where the data teaches it; "—" otherwise):
+  exact match, ROUGE-L (chars), char-bigram F1   every prompt with a reference answer: similarity to it, Chinese-
+                     aware (characters, punctuation ignored, <think> removed from both sides)
+  truncated          answers that hit --max-new-tokens without an end-of-turn token (lower is better)
+  <think> format     reasoning data (the reference thinks): <think>thinking</think>answer, one block, both non-empty
+  valid actions      action data (the system prompt lists 可选动作): every <&action&> tag is an offered one
+  action agreement   action data: exactly the reference's tags, in order
+  identity (run system / no system)   persona runs: "你是谁？" and two paraphrases name the persona and do not claim
+                     Qwen / 通义千问 / Alibaba, asked with the run's system prompt and with none
+  train loss, eval loss, eval perplexity   from the run's logs (eval loss only when the recipe sets eval_steps)
+
+Prompts: the run's val split (default), or --prompts FILE with one prompt per line: a messages record as prep
+writes it (the last assistant message is the reference), {"prompt": ..., "reference": ..., "system": ...}, or plain
+text. A prompt without a system message gets the run's system prompt, as prep wrote it into the training data.
+
+Backend: vLLM when a GPU is visible and vLLM is installed, transformers (pt) otherwise; one model in memory at a time.
+
+examples:
+  swiftkit eval runs/muice_full/v1                          # val split, first 20 prompts
+  swiftkit eval runs/muice_full/v1 --prompts my_prompts.jsonl --limit 50
+  swiftkit eval runs/medical_r1_full/v1 --max-new-tokens 1024     # room to think: fewer truncated answers
+  swiftkit eval runs/fortune_lora/v2 --compare runs/fortune_lora/v1   # two runs' answers side by side
+  swiftkit eval runs/muice_full/v1 --base /models/Qwen2-1.5B-Instruct  # another base folder to compare with
+  xdg-open runs/muice_full/v1/eval/report.html
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from swiftkit.cli import options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from swiftkit.evaluate.compare import DEFAULT_LIMIT, DEFAULT_MAX_NEW_TOKENS
+
+    options.add_run(parser)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--val", action="store_true", help="prompts from the run's val files (the default)")
+    source.add_argument("--prompts", metavar="FILE", help="prompts file: JSONL records or one prompt per line")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"first N prompts (default {DEFAULT_LIMIT})")
+    parser.add_argument("--base", metavar="MODEL", help="base model folder or hub id (default: the run's base model)")
+    parser.add_argument("--compare", metavar="RUN_B", help="another run directory: its answers in a column beside")
+    options.add_checkpoint(parser)
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
+                        help=f"answer budget; an answer that reaches it counts as truncated "
+                             f"(default {DEFAULT_MAX_NEW_TOKENS})")
+    options.add_backend(parser)
+    parser.add_argument("--no-identity", action="store_true", help="persona runs: skip the identity questions")
+    parser.add_argument("--out", metavar="DIR", help="report folder (default RUN/eval)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from swiftkit.evaluate.compare import EvalOptions, evaluate
+    from swiftkit.evaluate.report import EVAL_DIR, columns, table_rows, write_report
+
+    report = evaluate(args.run, EvalOptions(
+        prompts_file=args.prompts, limit=args.limit, checkpoint=args.checkpoint, base=args.base,
+        compare=args.compare, max_new_tokens=args.max_new_tokens, backend=args.backend,
+        identity=not args.no_identity))
+    json_path, html_path = write_report(report, args.out or Path(args.run) / EVAL_DIR)
+    sides = [side for side, _ in columns(report)]
+    rows = [("metric", *sides)] + [(r["label"], *(r["cells"][s] for s in sides)) for r in table_rows(report)]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(cell).ljust(w) if i == 0 else str(cell).rjust(w) for i, (cell, w) in
+                        enumerate(zip(row, widths))).rstrip())
+    print(f"{report['prompts']['count']} prompt(s), {len(report['identity'])} identity question(s); "
+          f"data: {', '.join(report['kinds']) or 'plain chat'}")
+    print(f"report: {json_path}\npage:   {html_path}")
+    return 0

@@ -1,0 +1,42 @@
+"""A model named by a recipe or a run: a local folder or a hub id, and the one way to get a local folder for it.
+
+Every command that needs a model's files on disk (preflight, the probe, eval, preview, prep's --tokenizer) asks here:
+the folder itself, else the copy in the local cache of the hub ms-swift trains from (ModelScope, or Hugging Face
+with ``USE_HF=1``), else, where the caller allows it, a download from that same hub.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets_prep.hub import HUB_ID, model_hub, snapshot_model
+from swiftkit.core.errors import SwiftkitError
+
+LOCAL_ROOTS = ("models", "runs", "output", "outputs", "checkpoints")
+"""First path components that mean a local folder even when the name looks like ``owner/name``."""
+
+
+def is_local_model(model: str) -> bool:
+    """A local folder (existing, path-like, or under a conventional local root) rather than a hub id."""
+    path = Path(model).expanduser()
+    if path.exists() or model.startswith(("/", "./", "../", "~")):
+        return True
+    first = Path(model).parts[0] if Path(model).parts else ""
+    return not HUB_ID.match(model) or first in LOCAL_ROOTS or Path(first).is_dir()
+
+
+def local_model_dir(model: str, *, download: bool, why: str = "model") -> str:
+    """A local folder for ``model``: itself, or the hub copy in the local cache; downloaded when ``download``
+    (the probe of a trained run needs its base model). One-line SwiftkitError otherwise."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path) if model.startswith("~") else model
+    if is_local_model(model):
+        raise SwiftkitError(f"{why} {model}: no such folder (--set model=/path/to/folder)")
+    try:
+        return str(snapshot_model(model, local_only=not download))
+    except Exception as exc:  # network, auth, missing id, not cached: one line, never the exception text (URLs)
+        if download:
+            raise SwiftkitError(f"{why} {model}: not local and not downloadable from {model_hub()} "
+                                f"({type(exc).__name__})") from None
+        raise SwiftkitError(f"{why} {model}: not in the local {model_hub()} cache and this command does not "
+                            f"download ({type(exc).__name__}); download it first or --set model=/path/to/folder") from None

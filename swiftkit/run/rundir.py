@@ -1,0 +1,167 @@
+"""The run directory: the one contract between training (launch) and what comes after (infer, serve, export, check).
+
+Layout of ``runs/<recipe>/v<N>/`` (ms-swift writes into the same folder: ``--output_dir <run> --add_version false``)::
+
+    swiftkit_run.json     RunInfo below: what was trained, from what, with which argument list
+    recipe.yaml           the resolved recipe
+    versions.json         the installed stack (python, torch, ms-swift, transformers, ...)
+    data/<name>.manifest.json   the prep manifest of every dataset file trained on
+    result.json           written by rank 0 after training: last/best checkpoint, log history
+    checkpoint-<step>/    ms-swift checkpoints (full weights or a LoRA adapter)
+    logging.jsonl, args.json    ms-swift's own
+    check_report.json     written by `swiftkit check`
+    infer/<name>.jsonl    written by `swiftkit infer`
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from datasets_prep.atomic import write_json
+from swiftkit.core.errors import SwiftkitError
+from swiftkit.core.jsonl import read_jsonl
+
+RUN_INFO = "swiftkit_run.json"
+RESULT = "result.json"
+
+
+@dataclass
+class RunInfo:
+    """What a training run was; written by the launcher before any process starts."""
+
+    recipe: str
+    """Recipe name (e.g. ``muice_full``)."""
+    model: str
+    """Base model: a local folder or a hub id."""
+    model_type: str | None
+    """ms-swift ``--model_type`` (e.g. ``qwen2_5``), None to let ms-swift infer it."""
+    template: str | None
+    """ms-swift ``--template`` (e.g. ``qwen2_5``)."""
+    train_type: Literal["full", "lora", "qlora"]
+    """How the weights were trained; lora/qlora checkpoints are adapters."""
+    max_length: int
+    """Token budget per sample used in training."""
+    train_files: list[str]
+    """Dataset files trained on (prep outputs)."""
+    val_files: list[str] = field(default_factory=list)
+    """Validation files (prep outputs)."""
+    system: str | None = None
+    """The system prompt the data was prepared with (None: each record carries its own)."""
+    lora_rank: int | None = None
+    """LoRA rank (vLLM's ``max_lora_rank`` must be at least this)."""
+    persona: bool = False
+    """True when the recipe trains a persona: `swiftkit check` then runs the identity probe."""
+    trust_remote_code: bool = False
+    method: str = "sft"
+    """Training method (swiftkit.train.methods): sft, ..."""
+    argv: list[str] = field(default_factory=list)
+    """The exact ``swift <method command> ...`` argument list that ran."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment the launcher set (secrets never included)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunInfo":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
+    path = Path(run_dir) / RUN_INFO
+    write_json(path, info.to_json())
+    return path
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    path = Path(run_dir) / RUN_INFO
+    if not path.is_file():
+        raise SwiftkitError(f"{run_dir}: not a swiftkit run directory (no {RUN_INFO})")
+    try:
+        return RunInfo.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise SwiftkitError(f"{path}: unreadable run info ({exc})") from exc
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / RESULT
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoint folders, oldest step first."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).iterdir() if p.is_dir() and (m := _CKPT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(run_dir: str | Path, which: str = "last") -> Path:
+    """``best`` / ``last`` (from result.json, else the highest step), always inside ``run_dir``, or an explicit
+    path."""
+    run = Path(run_dir)
+    if which not in ("best", "last"):
+        path = Path(which)
+        if not path.is_dir():
+            raise SwiftkitError(f"checkpoint {which}: no such folder")
+        return path
+    recorded = read_result(run).get(f"{which}_model_checkpoint")
+    if recorded:
+        # relative to the run (new runs); an absolute path from an older run counts by its folder name, so a copied
+        # or moved run directory never reaches back into the original
+        own = run / (recorded if not Path(recorded).is_absolute() else Path(recorded).name)
+        if own.is_dir():
+            return own
+    ckpts = list_checkpoints(run) if run.is_dir() else []
+    if not ckpts:
+        raise SwiftkitError(f"{run}: no checkpoint-* folder (did training finish?)")
+    return ckpts[-1]
+
+
+def next_run_dir(root: str | Path, recipe: str) -> Path:
+    """``<root>/<recipe>/v<N>`` with N one past the highest existing version (v1 first)."""
+    base = Path(root) / recipe
+    versions = [int(p.name[1:]) for p in base.glob("v*") if p.name[1:].isdigit()] if base.is_dir() else []
+    return base / f"v{max(versions, default=0) + 1}"
+
+
+def is_adapter(checkpoint: str | Path) -> bool:
+    """A LoRA adapter checkpoint (adapter_config.json) rather than full weights."""
+    return (Path(checkpoint) / "adapter_config.json").is_file()
+
+
+def resolve_init(target: str | Path) -> Path:
+    """The checkpoint a recipe's ``init_from`` names: a checkpoint folder as it is, a run directory's last
+    checkpoint, or the last checkpoint of the newest ``v<N>`` in a recipe's runs folder."""
+    path = Path(target).expanduser()
+    if (path / RUN_INFO).is_file():
+        return resolve_checkpoint(path, "last")
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        return path
+    versions = sorted((int(p.name[1:]), p) for p in path.glob("v*") if p.name[1:].isdigit() and (p / RUN_INFO).is_file()) \
+        if path.is_dir() else []
+    if versions:
+        return resolve_checkpoint(versions[-1][1], "last")
+    raise SwiftkitError(f"init_from {target}: no run directory or checkpoint there (train the run it names first)")
+
+
+def log_history(run_dir: str | Path) -> list[dict]:
+    """The run's logged entries in step order: result.json's log_history, else ms-swift's logging.jsonl."""
+    run = Path(run_dir)
+    history = read_result(run).get("log_history") or []
+    if not history and (run / "logging.jsonl").is_file():
+        history = read_jsonl(run / "logging.jsonl")
+    return [h for h in history if isinstance(h, dict)]
+
+
+def train_losses(run_dir: str | Path) -> list[float]:
+    """The logged train losses in step order (:func:`log_history`)."""
+    return [float(h["loss"]) for h in log_history(run_dir) if "loss" in h and "train_loss" not in h]

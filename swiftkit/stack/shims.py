@@ -1,0 +1,117 @@
+"""Compatibility shims: a registry of named, idempotent patches, each applied only when its condition holds.
+
+Shims must be active in the processes that train, not just in the launcher: :mod:`swiftkit.train.worker` applies them
+first thing in every rank (see its docstring), and ``swiftkit doctor`` lists which apply here.
+
+- ``gelu_tanh_alias``: transformers 4.56 has ``activations.PytorchGELUTanh`` and no ``GELUTanh``; 4.57 renamed it
+  to ``GELUTanh`` with no alias. Code written against either name (peft's AWQ path, GPTQModel, LLaMA-Factory,
+  unsloth) then breaks on the other. The shim makes both names refer to the same class, in either direction.
+- ``drop_empty_param_groups``: transformers' Trainer builds two optimizer groups (weight decay / none); for LoRA
+  every trainable parameter decays, so the second is empty. DeepSpeed ZeRO removes empty groups from the optimizer
+  after the LR scheduler has counted them, and torch >= 2.8's scheduler (``zip(..., strict=True)``) then fails at the
+  first step: "zip() argument 2 is longer than argument 1" (LoRA + ZeRO-2). The shim drops empty groups as the
+  optimizer is created, before anything counts them.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Shim:
+    name: str
+    description: str
+    needed: Callable[[], bool]
+    """True when the patch is missing here (False once applied: that is what makes apply idempotent)."""
+    patch: Callable[[], None]
+
+
+def _activations():
+    try:
+        return importlib.import_module("transformers.activations")
+    except ImportError:
+        return None
+
+
+def _gelu_needed() -> bool:
+    mod = _activations()
+    if mod is None:
+        return False
+    has_new, has_old = hasattr(mod, "GELUTanh"), hasattr(mod, "PytorchGELUTanh")
+    return has_new != has_old
+
+
+def _gelu_patch() -> None:
+    mod = _activations()
+    if mod is None:
+        return
+    if hasattr(mod, "GELUTanh") and not hasattr(mod, "PytorchGELUTanh"):
+        mod.PytorchGELUTanh = mod.GELUTanh
+    elif hasattr(mod, "PytorchGELUTanh") and not hasattr(mod, "GELUTanh"):
+        mod.GELUTanh = mod.PytorchGELUTanh
+
+
+def _trainer():
+    try:
+        return importlib.import_module("transformers.trainer").Trainer
+    except ImportError:
+        return None
+
+
+def _empty_groups_needed() -> bool:
+    trainer = _trainer()
+    return trainer is not None and not getattr(trainer.create_optimizer, "_swiftkit_drops_empty_groups", False)
+
+
+def _empty_groups_patch() -> None:
+    trainer = _trainer()
+    if trainer is None:
+        return
+    original = trainer.create_optimizer
+
+    def create_optimizer(self):  # type: ignore[no-untyped-def]
+        optimizer = original(self)
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it later; here it is still bare
+        inner.param_groups[:] = [group for group in inner.param_groups if group["params"]]
+        return optimizer
+
+    create_optimizer._swiftkit_drops_empty_groups = True  # type: ignore[attr-defined]
+    trainer.create_optimizer = create_optimizer
+
+
+SHIMS: dict[str, Shim] = {
+    shim.name: shim
+    for shim in [
+        Shim(
+            "gelu_tanh_alias",
+            "transformers.activations: GELUTanh <-> PytorchGELUTanh alias (renamed in transformers 4.57)",
+            _gelu_needed,
+            _gelu_patch,
+        ),
+        Shim(
+            "drop_empty_param_groups",
+            "transformers Trainer: no empty optimizer param groups (LoRA + DeepSpeed ZeRO vs torch's strict LR scheduler)",
+            _empty_groups_needed,
+            _empty_groups_patch,
+        ),
+    ]
+}
+
+
+def status() -> dict[str, bool]:
+    """Shim name -> whether it is needed (not yet applied) in this process."""
+    return {name: shim.needed() for name, shim in SHIMS.items()}
+
+
+def apply_all() -> list[str]:
+    """Apply every needed shim; returns the names applied now. Safe to call any number of times."""
+    applied = []
+    for name, shim in SHIMS.items():
+        if shim.needed():
+            shim.patch()
+            if shim.needed():
+                raise RuntimeError(f"shim {name} did not take effect")
+            applied.append(name)
+    return applied

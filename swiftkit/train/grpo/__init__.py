@@ -1,0 +1,1 @@
+"""GRPO: rewards (shared with eval), the plugin ms-swift imports in every rank, GRPO's preflight checks."""

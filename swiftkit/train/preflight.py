@@ -1,0 +1,251 @@
+"""Checks that run before any training process starts; each failure is one line naming the file or field.
+
+- the installed ms-swift speaks a dialect swiftkit supports;
+- the model is a readable local folder (with config.json) or a hub id;
+- every dataset file exists and is non-empty;
+- max_length fits the model's ``max_position_embeddings`` when its config is readable;
+- the GPUs requested are visible (cuda recipes); DeepSpeed / bitsandbytes are installed when the plan uses them;
+- ``init_from`` names a checkpoint the recipe can start from;
+- GRPO (swiftkit.train.grpo.preflight): batch rules, packages, and every reward run once on a few records;
+- the run goes to a new run directory, unless resuming from an existing checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from swiftkit.core.devices import visible_gpus
+from swiftkit.core.errors import SwiftkitError
+from swiftkit.core.local_model import is_local_model
+from swiftkit.stack.remote_code import remote_code_files
+from swiftkit.train.checks import Check, PreflightReport
+from swiftkit.train.plan import Cluster, Plan, dataset_file
+from swiftkit.train.recipes import Recipe
+
+
+def read_model_config(model: str) -> Optional[dict]:
+    """config.json of a local model folder, or None when it is not local or not readable."""
+    cfg = Path(model).expanduser() / "config.json"
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def context_length(config: dict) -> Optional[int]:
+    for section in (config, config.get("text_config") or {}):
+        value = section.get("max_position_embeddings")
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
+    """The model_type and template ms-swift will use, named now; a name it lacks, or a model it cannot type, fails
+    here rather than after the weights load (see swiftkit.stack.model_registry)."""
+    from swiftkit.stack.model_registry import resolve
+
+    try:
+        found = resolve(recipe.model, recipe.model_type, recipe.template,
+                        config.get("architectures") if config else None)
+    except ImportError as exc:
+        return Check("template", True, f"not checked: this ms-swift has no swift.llm registry ({exc.name})")
+    if found.problems:
+        return Check("template", False, "; ".join(found.problems))
+    return Check("template", True, f"model_type {found.model_type}, template {found.template} ({found.source})")
+
+
+def _remote_code_check(recipe: Recipe) -> Check:
+    """The model ships no code (config.json / tokenizer_config.json auto_map), or the recipe trusts it. A hub model
+    is checked on its small files, fetched as ms-swift would fetch them before loading it."""
+    from swiftkit.stack.remote_code import hub_remote_code_files
+
+    try:
+        files = remote_code_files(recipe.model) if is_local_model(recipe.model) else hub_remote_code_files(recipe.model)
+    except SwiftkitError as exc:
+        return Check("remote_code", False, str(exc))
+    if files and not recipe.trust_remote_code:
+        return Check("remote_code", False, f"{files[0]}: auto_map asks to run the model repository's own code, and "
+                                           "ms-swift would run it; set `trust_remote_code: true` in the recipe if you "
+                                           "trust it")
+    if files:
+        return Check("remote_code", True, "the model's own code will run (recipe sets trust_remote_code)")
+    return Check("remote_code", True, "no model code to run")
+
+
+def swanlab_credentials(environ: Optional[dict[str, str]] = None) -> Optional[str]:
+    """Where SwanLab would find an API key (what it reads: the env var, then ./.swanlab/.netrc, then the user's
+    .netrc under $SWANLAB_ROOT or ~/.swanlab); None when nowhere."""
+    env = os.environ if environ is None else environ
+    if env.get("SWANLAB_API_KEY"):
+        return "SWANLAB_API_KEY"
+    root = Path(env.get("SWANLAB_ROOT") or env.get("SWANLAB_SAVE_DIR") or Path.home() / ".swanlab")
+    for netrc in (Path.cwd() / ".swanlab" / ".netrc", root / ".netrc"):
+        if netrc.is_file():
+            return str(netrc)
+    return None
+
+
+def _swanlab_check(recipe: Recipe) -> Check:
+    """SwanLab in cloud mode with no key stops at its interactive login after the model and data have loaded (or
+    crashes without a TTY): decide here, in one line."""
+    if recipe.report.swanlab_mode == "local":
+        return Check("swanlab", True, "local mode: logs under ./swanlog, no key needed")
+    found = swanlab_credentials()
+    if found:
+        return Check("swanlab", True, f"cloud mode, key from {found}")
+    return Check("swanlab", False, "report_to swanlab needs a key: export SWANLAB_API_KEY (or run `swanlab login`), or "
+                                   "--set report.swanlab_mode=local, or --set report.report_to=[none]")
+
+
+def _extra_args_check(recipe: Recipe) -> Check:
+    """Every extra_args name is a field of the ms-swift argument class the method's entry point parses: a typo
+    (``pakcing``) would otherwise stop training after the model and data have loaded."""
+    import dataclasses
+    import difflib
+
+    from swiftkit.train.methods import get_method
+
+    method = get_method(recipe.method)
+    try:
+        import swift.llm.argument as arguments
+
+        fields = {f.name for f in dataclasses.fields(getattr(arguments, method.arguments))}
+    except (ImportError, AttributeError) as exc:
+        return Check("extra_args", False, f"cannot read ms-swift's {method.arguments} to check them ({exc})")
+    problems = []
+    for name in recipe.extra_args:
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"'{name}' is not a `swift {' '.join(method.command)}` argument{hint}")
+    if problems:
+        return Check("extra_args", False, "; ".join(problems))
+    return Check("extra_args", True, f"{', '.join(recipe.extra_args)}: {method.arguments} fields")
+
+
+def _init_check(recipe: Recipe, init_checkpoint: Optional[Path]) -> Check:
+    """``init_from`` names a checkpoint this recipe can start from."""
+    from swiftkit.run.rundir import is_adapter, resolve_init
+
+    if init_checkpoint is None:
+        try:
+            init_checkpoint = resolve_init(str(recipe.init_from))
+        except SwiftkitError as exc:
+            return Check("init_from", False, str(exc))
+    if is_adapter(init_checkpoint) and recipe.train_type == "full":
+        return Check("init_from", False, f"{init_checkpoint} is a LoRA adapter: merge it first (swiftkit export "
+                                         "--merge-lora) or set train_type: lora to continue it")
+    kind = "LoRA adapter, continued" if is_adapter(init_checkpoint) else "full weights"
+    return Check("init_from", True, f"{init_checkpoint} ({kind})")
+
+
+def _installed(dist: str) -> bool:
+    from swiftkit.stack.versions import installed
+
+    return installed(dist) is not None
+
+
+def preflight(
+    recipe: Recipe,
+    plan: Plan,
+    cluster: Cluster,
+    *,
+    run_dir: Path,
+    resume_checkpoint: Optional[Path] = None,
+    init_checkpoint: Optional[Path] = None,
+    empty_val: tuple[str, ...] = (),
+    gpu_count: Union[int, Callable[[], int], None] = None,
+    swift_version: Optional[str] = None,
+) -> PreflightReport:
+    """Run every check (never stops at the first failure). ``gpu_count`` and ``swift_version`` are injectable."""
+    from swiftkit.stack.dialect import dialect_for
+    from swiftkit.stack.versions import installed
+
+    report = PreflightReport()
+    add = report.checks.append
+
+    version = swift_version if swift_version is not None else installed("ms-swift")
+    try:
+        dialect = dialect_for(version)
+        add(Check("ms-swift", True, f"{version} ({dialect.name} dialect)"))
+    except SwiftkitError as exc:
+        add(Check("ms-swift", False, str(exc)))
+
+    config = None
+    if is_local_model(recipe.model):
+        path = Path(recipe.model).expanduser()
+        config = read_model_config(recipe.model)
+        if not path.is_dir():
+            add(Check("model", False, f"{recipe.model}: no such folder"))
+        elif config is None:
+            add(Check("model", False, f"{path / 'config.json'}: missing or unreadable"))
+        else:
+            add(Check("model", True, f"{recipe.model}: local folder"))
+    else:
+        add(Check("model", True, f"{recipe.model}: hub id (downloaded by ms-swift)"))
+    add(_template_check(recipe, config))
+
+    for kind, files in (("data.train", recipe.data.train), ("data.val", recipe.data.val)):
+        for name in files:
+            p = Path(dataset_file(name))
+            if not p.is_file():
+                add(Check(kind, False, f"{name}: no such file (run `make prep`?)"))
+            elif p.stat().st_size == 0:
+                add(Check(kind, False, f"{name}: empty file"))
+            else:
+                add(Check(kind, True, f"{name}: {p.stat().st_size} bytes"))
+    for name in empty_val:
+        add(Check("data.val", True, f"{name}: empty (prep --val-ratio 0?), left out: training without evaluation"))
+
+    add(_remote_code_check(recipe))
+
+    ctx = context_length(config) if config else None
+    if ctx is None:
+        add(Check("max_length", True, f"{recipe.max_length} (model context not readable here)"))
+    elif recipe.max_length > ctx:
+        add(Check("max_length", False,
+                  f"{recipe.max_length} exceeds the model's max_position_embeddings {ctx} ({recipe.model}/config.json)"))
+    else:
+        add(Check("max_length", True, f"{recipe.max_length} <= max_position_embeddings {ctx}"))
+
+    if recipe.launch.device == "cuda":
+        count = gpu_count() if callable(gpu_count) else gpu_count
+        if count is None:
+            count = visible_gpus()
+        if cluster.nproc_per_node > count:
+            add(Check("gpus", False, f"{cluster.nproc_per_node} requested per node, {count} visible"))
+        else:
+            add(Check("gpus", True, f"{cluster.nproc_per_node} requested per node, {count} visible"))
+    else:
+        add(Check("gpus", True, f"cpu recipe: {cluster.nproc_per_node} process(es) per node"))
+
+    if "--deepspeed" in plan.argv:
+        ok = _installed("deepspeed")
+        add(Check("deepspeed", ok, "installed" if ok else "the plan uses --deepspeed but deepspeed is not installed"))
+    if recipe.run_train_type == "qlora":
+        ok = _installed("bitsandbytes")
+        add(Check("qlora", ok, "bitsandbytes installed" if ok else
+                  "lora.qlora needs bitsandbytes: pip install -e '.[qlora]' on the CUDA machine"))
+
+    if "swanlab" in recipe.report.report_to:
+        add(_swanlab_check(recipe))
+    if recipe.extra_args:
+        add(_extra_args_check(recipe))
+    if recipe.init_from:
+        add(_init_check(recipe, init_checkpoint))
+    if recipe.grpo is not None:
+        from swiftkit.train.grpo.preflight import grpo_checks
+
+        report.checks += grpo_checks(recipe, plan, cluster)
+
+    if resume_checkpoint is not None:
+        ok = resume_checkpoint.is_dir()
+        add(Check("run_dir", ok, f"resume from {resume_checkpoint}" if ok else f"{resume_checkpoint}: no such checkpoint"))
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        add(Check("run_dir", False, f"{run_dir} already exists and is not empty (use --resume to continue it)"))
+    else:
+        add(Check("run_dir", True, f"{run_dir} (new)"))
+    return report

@@ -89,8 +89,14 @@ async def _raising_stream(stream: Any) -> Any:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from swiftkit.stack import shims
 
+    import os
+
+    from swiftkit.stack.backend import engine_env
+    from swiftkit.stack.dialect import flag_value
+
     args = list(sys.argv[1:] if argv is None else argv)
     key = take_api_key()
+    os.environ.update(engine_env(flag_value(args, "infer_backend") or "pt"))  # before vLLM is imported
     shims.apply_all()
     make_engine_resilient()
     from swiftkit.stack.dialect import installed_entry

@@ -21,7 +21,7 @@ from swiftkit.deploy.infer_args import (
     infer_args,
 )
 from swiftkit.run.rundir import RunInfo, read_run_info, resolve_checkpoint
-from swiftkit.stack.backend import default_backend, require_backend
+from swiftkit.stack.backend import default_backend, engine_env, require_backend
 from swiftkit.stack.remote_code import refuse_remote_code
 
 INFER_DIR = "infer"
@@ -87,7 +87,8 @@ def batch_infer(
                           max_new_tokens=generation.max_new_tokens, gpus=gpus),
         val_dataset=str(Path(records_file).resolve()), result_path=str(partial.resolve()),
     )
-    run_child("swift.cli.infer", infer_args(job), out.with_suffix(".log"), on_output=on_output)
+    run_child("swift.cli.infer", infer_args(job), out.with_suffix(".log"), on_output=on_output,
+              env=engine_env(backend))
     if not partial.is_file():
         raise SwiftkitError(f"swift infer wrote no results to {partial}; see {out.with_suffix('.log')}")
     with atomic_open(out) as handle:

@@ -173,8 +173,13 @@ def vllm_generations(contender: Contender, conversations: Sequence[list[dict]], 
     """vLLM's chat API: the same saved chat template, greedy; a LoRA checkpoint as a LoRA request on the base. The
     engine is torn down afterwards so the next contender gets the GPU memory back."""
     import gc
+    import os
 
     import torch
+
+    from swiftkit.stack.backend import engine_env
+
+    os.environ.update(engine_env("vllm"))  # before vLLM is imported
     from vllm import LLM, SamplingParams
 
     from swiftkit.core.devices import visible_gpus

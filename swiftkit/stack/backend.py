@@ -55,5 +55,20 @@ def require_backend(backend: Backend) -> None:
                         "use --backend pt, or the CPU build (`make install-vllm`)")
 
 
+CPU_KVCACHE_GB = "1"
+"""VLLM_CPU_KVCACHE_SPACE for swiftkit's own vLLM engines on a CPU when the user set none (vLLM's default, 4 GiB, warns
+and is far more than a chat model needs for one batch); the user's value always wins."""
+
+
+def engine_env(backend: Backend, environ: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """Settings an engine of ``backend`` needs in its process environment here (empty for pt and for CUDA)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if backend != "vllm" or vllm_platform() != "cpu" or env.get("VLLM_CPU_KVCACHE_SPACE"):
+        return {}
+    return {"VLLM_CPU_KVCACHE_SPACE": CPU_KVCACHE_GB}
+
+
 BACKEND_HELP = "default: vllm where the installed vLLM can run (a GPU, or vLLM's CPU build), else pt"
 """The ``--backend`` default, in the words every command's --help uses."""

@@ -37,6 +37,15 @@ from swiftkit.train.recipes import Recipe, load_recipe
 LOG_NAME = "train.log"
 TORCHRUN_ENV = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
 """Same order as ms-swift 3.12's ``get_torchrun_args``."""
+DEFAULT_MASTER_PORT = 29500
+"""torchrun's rendezvous port when --master-port is not given."""
+DEFAULT_JOIN_TIMEOUT = 300
+"""Seconds a node of a multi-node run waits for the others (torchrun's static rendezvous default is 600)."""
+
+
+def node_log_name(node_rank: int) -> str:
+    """Node 0 writes ``train.log``; node k > 0 its own ``train.node<k>.log`` in the same run directory."""
+    return LOG_NAME if node_rank == 0 else f"train.node{node_rank}.log"
 
 
 @dataclass
@@ -61,21 +70,25 @@ class Prepared(Planned):
     preflight: PreflightReport
 
 
-def torchrun_args(env: dict[str, str]) -> Optional[list[str]]:
-    """ms-swift's torchrun options from the launch env; None when it would run a single plain process."""
+def torchrun_args(env: dict[str, str], join_timeout: Optional[int] = None) -> Optional[list[str]]:
+    """ms-swift's torchrun options from the launch env; None when it would run a single plain process. Several nodes
+    also get ``--rdzv_conf timeout=join_timeout``: how long the static rendezvous waits for every node."""
     if "NPROC_PER_NODE" not in env and "NNODES" not in env:
         return None
     out: list[str] = []
     for key in TORCHRUN_ENV:
         if key in env:
             out += [f"--{key.lower()}", env[key]]
+    if int(env.get("NNODES", "1")) > 1 and join_timeout is not None:
+        out += ["--rdzv_conf", f"timeout={join_timeout}"]
     return out
 
 
-def process_command(p: Plan, env: dict[str, str], python: str = sys.executable) -> list[str]:
+def process_command(p: Plan, env: dict[str, str], python: str = sys.executable,
+                    join_timeout: Optional[int] = None) -> list[str]:
     """The command that runs plan ``p`` in swiftkit's worker under ``env``: ``-m swiftkit.train.worker METHOD ARGS``."""
     worker = ["-m", "swiftkit.train.worker", p.method, *p.method_argv]
-    tr = torchrun_args(env)
+    tr = torchrun_args(env, join_timeout)
     if tr is None:
         return [python, *worker]
     return [python, "-m", "torch.distributed.run", *tr, *worker]
@@ -229,26 +242,79 @@ def record_run(prep: Prepared) -> None:
     ))
 
 
-def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None) -> Path:
-    """Start the training processes and wait. Output goes to ``<run>/train.log`` (secrets masked) and to
-    ``on_output`` line by line. Raises SwiftkitError when training fails."""
+def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None,
+            join_timeout: int = DEFAULT_JOIN_TIMEOUT) -> Path:
+    """Start the training processes and wait. Output goes to the node's log in the run directory (``train.log`` on
+    node 0, ``train.node<k>.log`` on node k; secrets masked) and to ``on_output`` line by line. Raises SwiftkitError
+    when training fails.
+
+    Several nodes share one run directory: node 0 writes the run's records before training and the persona template
+    after; the other nodes write only their log (ms-swift saves from global rank 0, on node 0), and wait up to
+    ``join_timeout`` seconds for node 0 to listen before they start.
+    """
     prep.preflight.raise_if_failed()
-    if prep.resume_checkpoint is None:
+    cluster = prep.cluster
+    leader = cluster.node_rank == 0
+    say = on_output or (lambda line: print(line, file=sys.stderr))
+    if prep.resume_checkpoint is not None:  # the recipe as resumed (overrides may differ) goes beside the first one's
+        if leader:
+            write_text(prep.run_dir / f"recipe.resume-{prep.resume_checkpoint.name}.yaml", prep.recipe.to_yaml())
+    elif leader:
         record_run(prep)
-    else:  # the recipe as resumed (overrides may differ) goes beside the first one's record
-        write_text(prep.run_dir / f"recipe.resume-{prep.resume_checkpoint.name}.yaml", prep.recipe.to_yaml())
     launch_env = dict(prep.plan.env)
-    if prep.plan.world_size > 1 and prep.cluster.nnodes == 1 and "MASTER_PORT" not in launch_env:
+    if prep.plan.world_size > 1 and cluster.nnodes == 1 and "MASTER_PORT" not in launch_env:
         launch_env["MASTER_PORT"] = str(_free_port())  # parallel local runs must not collide on torchrun's 29500
+    if cluster.nnodes > 1:
+        launch_env.update(multinode_env(cluster, say))
+        if not leader:
+            wait_for_master(cluster, join_timeout, say)
     env = child_env(prep.recipe, launch_env)
-    cmd = process_command(prep.plan, launch_env)
-    code, _ = run_logged(cmd, prep.run_dir / LOG_NAME, env=env, on_output=on_output,
-                         append=prep.resume_checkpoint is not None)
-    if prep.recipe.persona:  # every checkpoint saved, also those of a run that failed later
+    cmd = process_command(prep.plan, launch_env, join_timeout=join_timeout if cluster.nnodes > 1 else None)
+    log = prep.run_dir / node_log_name(cluster.node_rank)
+    code, _ = run_logged(cmd, log, env=env, on_output=on_output, append=prep.resume_checkpoint is not None)
+    if prep.recipe.persona and leader:  # every checkpoint saved, also those of a run that failed later
         persona_into_checkpoints(prep.run_dir, on_output)
     if code != 0:
-        raise SwiftkitError(f"training failed with exit status {code}; see {prep.run_dir / LOG_NAME}")
+        if cluster.nnodes > 1 and not any((prep.run_dir / "swiftkit_shims").glob("rank*.json")):
+            raise SwiftkitError(f"node {cluster.node_rank}: the {cluster.nnodes} nodes did not all join within "
+                                f"{join_timeout} s (--join-timeout); start every node with the same --master-addr, "
+                                f"--master-port and --run-dir; see {log}")
+        raise SwiftkitError(f"training failed with exit status {code}; see {log}")
     return prep.run_dir
+
+
+def multinode_env(cluster: Cluster, say: Callable[[str], None], environ: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """The interface gloo uses: ``GLOO_SOCKET_IFNAME`` as the user set it, else the one that routes to the master
+    (gloo would otherwise bind the hostname's address, 127.0.0.1 in most containers, and never connect)."""
+    from swiftkit.core.network import interface_for
+
+    env = os.environ if environ is None else environ
+    if env.get("GLOO_SOCKET_IFNAME"):
+        say(f"swiftkit: node {cluster.node_rank}: gloo on {env['GLOO_SOCKET_IFNAME']} (GLOO_SOCKET_IFNAME)")
+        return {}
+    name = interface_for(cluster.master_addr or "127.0.0.1")
+    if name is None:  # preflight reported it; torch picks
+        return {}
+    say(f"swiftkit: node {cluster.node_rank}: gloo on {name} (the route to {cluster.master_addr})")
+    return {"GLOO_SOCKET_IFNAME": name}
+
+
+def wait_for_master(cluster: Cluster, timeout: int, say: Callable[[str], None]) -> None:
+    """Node k > 0: wait until node 0 listens on the rendezvous port; one line after ``timeout`` seconds."""
+    from swiftkit.core.network import wait_for_port
+
+    host, port = cluster.master_addr or "127.0.0.1", cluster.master_port or DEFAULT_MASTER_PORT
+    said = [False]
+
+    def waiting(elapsed: float) -> None:
+        if not said[0]:
+            say(f"swiftkit: node {cluster.node_rank}: waiting for node 0 at {host}:{port} (up to {timeout} s)")
+            said[0] = True
+
+    error = wait_for_port(host, port, timeout, on_wait=waiting)
+    if error is not None:
+        raise SwiftkitError(f"node {cluster.node_rank}: node 0 at {host}:{port} did not answer within {timeout} s "
+                            f"({error}); check --master-addr/--master-port, that node 0 is started, and the firewall")
 
 
 HUB_LOGIN_ENV = ("MODELSCOPE_API_TOKEN",)
@@ -292,6 +358,7 @@ def train(
     dry_run: bool = False,
     resume: Optional[str] = None,
     on_output: Optional[Callable[[str], None]] = None,
+    join_timeout: int = DEFAULT_JOIN_TIMEOUT,
     **cluster: object,
 ) -> Path:
     """Plan, preflight and (unless ``dry_run``) train ``recipe``; returns the run directory.
@@ -304,4 +371,4 @@ def train(
     prep.preflight.raise_if_failed()
     if dry_run:
         return prep.run_dir
-    return execute(prep, on_output=on_output)
+    return execute(prep, on_output=on_output, join_timeout=join_timeout)

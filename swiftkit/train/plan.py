@@ -163,6 +163,18 @@ def grpo_args(g: GrpoSpec) -> list[tuple[str, object]]:
     return args
 
 
+def vllm_cpu_env(recipe: Recipe, cluster: Cluster) -> dict[str, str]:
+    """vLLM's CPU backend settings for a CPU recipe with colocated vLLM rollouts: its KV-cache size and the cores each
+    training process's engine binds (one per process when there are several: vLLM 0.11's CPU worker would otherwise
+    give every engine the same cores)."""
+    if recipe.grpo is None or recipe.grpo.rollout.backend != "vllm_colocate" or recipe.launch.device != "cpu":
+        return {}
+    ro = recipe.grpo.rollout
+    bind = ro.cpu_threads_bind or ("auto" if cluster.nproc_per_node == 1 else
+                                   "|".join(str(i) for i in range(cluster.nproc_per_node)))
+    return {"VLLM_CPU_KVCACHE_SPACE": str(ro.cpu_kvcache_space_gb), "VLLM_CPU_OMP_THREADS_BIND": bind}
+
+
 def reward_options_env(recipe: Recipe) -> dict[str, str]:
     """The rewards' options as one JSON environment variable (every rank reads it; empty when none are set)."""
     if recipe.grpo is None:
@@ -224,6 +236,7 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
     if cluster.master_port is not None:
         env["MASTER_PORT"] = str(cluster.master_port)
     env.update(reward_options_env(recipe))
+    env.update(vllm_cpu_env(recipe, cluster))
 
     init = init_checkpoint or recipe.init_from
     init_is_adapter = (recipe.train_type == "lora") if init_adapter is None else init_adapter

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -241,11 +243,76 @@ def preflight(
 
         report.checks += grpo_checks(recipe, plan, cluster)
 
+    if cluster.nnodes > 1:
+        add(network_check(cluster))
     if resume_checkpoint is not None:
         ok = resume_checkpoint.is_dir()
         add(Check("run_dir", ok, f"resume from {resume_checkpoint}" if ok else f"{resume_checkpoint}: no such checkpoint"))
+    elif cluster.nnodes > 1:
+        add(shared_run_dir_check(run_dir, recipe, cluster))
     elif run_dir.exists() and any(run_dir.iterdir()):
         add(Check("run_dir", False, f"{run_dir} already exists and is not empty (use --resume to continue it)"))
     else:
         add(Check("run_dir", True, f"{run_dir} (new)"))
     return report
+
+
+NODE_LOG = re.compile(r"^train\.node[1-9][0-9]*\.log$")
+"""The logs nodes k > 0 write into a shared run directory (swiftkit.train.launch.node_log_name)."""
+
+
+def shared_run_dir_check(run_dir: Path, recipe: Recipe, cluster: Cluster) -> Check:
+    """Several nodes name one run directory, started in any order. Node 0 writes the run's records, so it needs the
+    folder new, or holding only the other nodes' logs; node k > 0 accepts the folder node 0 is writing (same recipe,
+    not finished)."""
+    entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if cluster.node_rank == 0:
+        others = [name for name in entries if not NODE_LOG.match(name)]
+        if others:
+            return Check("run_dir", False, f"{run_dir} already exists and is not empty ({others[0]}; use --resume to "
+                                           "continue it, or a new --run-dir)")
+        return Check("run_dir", True, f"{run_dir} (new; node 0 writes the run's records, every node its own log)")
+    if (run_dir / "result.json").exists():
+        return Check("run_dir", False, f"{run_dir} holds a finished run (result.json); name a new --run-dir")
+    info_file = run_dir / "swiftkit_run.json"
+    if info_file.is_file():
+        try:
+            trained = json.loads(info_file.read_text(encoding="utf-8")).get("recipe")
+        except (OSError, ValueError):
+            trained = None
+        if trained != recipe.name:
+            return Check("run_dir", False, f"{run_dir} belongs to recipe '{trained}', not '{recipe.name}'")
+    return Check("run_dir", True, f"{run_dir} (shared: node 0 writes the run's records, this node "
+                                  f"train.node{cluster.node_rank}.log)")
+
+
+def network_check(cluster: Cluster, environ: Optional[dict[str, str]] = None) -> Check:
+    """Several nodes: gloo's interface exists (``GLOO_SOCKET_IFNAME``) or one routes to the master; node 0 must own
+    the master address (it listens there)."""
+    from swiftkit.core.network import interface_addresses, interface_for, interface_names, source_address
+
+    env = os.environ if environ is None else environ
+    master = cluster.master_addr or "127.0.0.1"
+    named = env.get("GLOO_SOCKET_IFNAME")
+    if named:
+        have = interface_names()
+        missing = [n for n in named.split(",") if n not in have]
+        if missing:
+            return Check("network", False, f"GLOO_SOCKET_IFNAME={named}: no interface {missing[0]} on this machine "
+                                           f"(it has {', '.join(have)})")
+        name = named
+    else:
+        name = interface_for(master)
+        if name is None:
+            return Check("network", False, f"--master-addr {master}: no route from this machine (no interface "
+                                           "reaches it); set GLOO_SOCKET_IFNAME to the interface to use")
+    if cluster.node_rank == 0:
+        try:
+            resolved = socket.gethostbyname(master)
+        except OSError:
+            resolved = master
+        own = set(interface_addresses().values())
+        if resolved not in own and not resolved.startswith("127.") and source_address(resolved) != resolved:
+            return Check("network", False, f"--master-addr {master} is not an address of this machine, and node 0 "
+                                           "listens there: give node 0's own address")
+    return Check("network", True, f"gloo on {name} (the route to master {master})")

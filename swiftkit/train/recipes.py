@@ -126,6 +126,11 @@ class RolloutSpec(_Strict):
     server_host: Optional[str] = Field(None, description="vllm_server: the rollout server's address "
                                        "(--vllm_server_host); required for that backend.")
     server_port: int = Field(8000, ge=1, le=65535, description="vllm_server: its port (--vllm_server_port).")
+    cpu_kvcache_space_gb: int = Field(1, ge=1, description="vllm_colocate on a CPU recipe: vLLM's KV cache in GiB "
+                                      "(VLLM_CPU_KVCACHE_SPACE; vLLM's own default, 4, is more than a tiny model needs).")
+    cpu_threads_bind: Optional[str] = Field(None, min_length=1, description="vllm_colocate on a CPU recipe: vLLM's "
+                                            "VLLM_CPU_OMP_THREADS_BIND; default: vLLM's `auto` for one process, one "
+                                            "core per process (`0|1|...`) for several.")
 
 
 class GrpoSpec(_Strict):

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --dry-run: the plan as `swiftkit plan --json` prints it; preflight goes to stderr")
     parser.add_argument("--resume", default=None, metavar="RUN_OR_CHECKPOINT",
                         help="continue a run directory (from its last checkpoint) or a checkpoint folder")
+    parser.add_argument("--join-timeout", type=int, default=None, metavar="SECONDS",
+                        help="several nodes: how long a node waits for the others to join (default 300); node k > 0 "
+                        "first waits this long for node 0 to listen, and each gives up with one line")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print("# dry run: nothing started" if prep.preflight.ok else "# dry run: preflight failed", file=notes)
         return 0 if prep.preflight.ok else 1
     prep.preflight.raise_if_failed()
-    run_dir = execute(prep, on_output=lambda line: print(line, flush=True))
+    join = {} if args.join_timeout is None else {"join_timeout": args.join_timeout}
+    run_dir = execute(prep, on_output=lambda line: print(line, flush=True), **join)
     print(f"# trained: {run_dir}", file=sys.stderr)
     return 0

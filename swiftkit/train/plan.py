@@ -163,6 +163,19 @@ def grpo_args(g: GrpoSpec) -> list[tuple[str, object]]:
     return args
 
 
+ZERO3_CPU_CONFIG = str(Path(__file__).resolve().parent / "ds_config" / "zero3_cpu.json")
+"""ms-swift's zero3.json without ``train_batch_size``. On CPU (``--use_cpu``) accelerate leaves DeepSpeed's own comm
+layer uninitialised, so ``zero.Init`` reads its config while counting world size 1 and fails the batch check
+(``8 != 2 * 2 * 1``); with the key absent DeepSpeed derives the batch itself and ZeRO-3 partitions over the processes."""
+
+
+def deepspeed_config(recipe: Recipe) -> str:
+    """The ``--deepspeed`` value: ms-swift's preset name, or swiftkit's CPU ZeRO-3 config for a CPU recipe."""
+    if recipe.launch.device == "cpu" and recipe.launch.deepspeed == "zero3":
+        return ZERO3_CPU_CONFIG
+    return str(recipe.launch.deepspeed)
+
+
 def vllm_cpu_env(recipe: Recipe, cluster: Cluster) -> dict[str, str]:
     """vLLM's CPU backend settings for a CPU recipe with colocated vLLM rollouts: its KV-cache size and the cores each
     training process's engine binds (one per process when there are several: vLLM 0.11's CPU worker would otherwise
@@ -310,7 +323,7 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         ("dataloader_num_workers", recipe.launch.dataloader_num_workers),
     ]
     if recipe.launch.deepspeed and world > 1:
-        args.append(("deepspeed", recipe.launch.deepspeed))
+        args.append(("deepspeed", deepspeed_config(recipe)))
     if recipe.launch.device == "cpu":
         args.append(("use_cpu", True))
         if world > 1:  # one plain process has no process group: accelerate would wait for one that never forms

@@ -248,6 +248,10 @@ def preflight(
     if resume_checkpoint is not None:
         ok = resume_checkpoint.is_dir()
         add(Check("run_dir", ok, f"resume from {resume_checkpoint}" if ok else f"{resume_checkpoint}: no such checkpoint"))
+        if ok:
+            topology = resume_topology_check(recipe, cluster, resume_checkpoint)
+            if topology is not None:
+                add(topology)
     elif cluster.nnodes > 1:
         add(shared_run_dir_check(run_dir, recipe, cluster))
     elif run_dir.exists() and any(run_dir.iterdir()):
@@ -316,3 +320,22 @@ def network_check(cluster: Cluster, environ: Optional[dict[str, str]] = None) ->
             return Check("network", False, f"--master-addr {master} is not an address of this machine, and node 0 "
                                            "listens there: give node 0's own address")
     return Check("network", True, f"gloo on {name} (the route to master {master})")
+
+
+def resume_topology_check(recipe: Recipe, cluster: Cluster, checkpoint: Path) -> Optional[Check]:
+    """A DeepSpeed checkpoint's optimizer state is partitioned over the processes that saved it, and DeepSpeed cannot
+    re-partition it: resuming at another process count fails after the model has loaded. None: nothing to check."""
+    from swiftkit.run.rundir import saved_world_size
+
+    saved = saved_world_size(checkpoint)
+    if saved is None:
+        return None
+    if saved == cluster.world_size:
+        return Check("resume", True, f"{checkpoint.name}: DeepSpeed state of {saved} process(es), as planned")
+    if str(recipe.extra_args.get("resume_only_model", "")).lower() in ("true", "1"):
+        return Check("resume", True, f"{checkpoint.name}: saved by {saved} process(es), planned {cluster.world_size}: "
+                                     "weights only (extra_args.resume_only_model), optimizer and schedule restart")
+    return Check("resume", False, f"{checkpoint.name} was saved by {saved} DeepSpeed process(es) and this plan runs "
+                                  f"{cluster.world_size}: DeepSpeed cannot re-partition its optimizer state; resume "
+                                  f"with the same --gpus/--nnodes, or --set extra_args.resume_only_model=true "
+                                  f"(weights only: optimizer and schedule restart)")

@@ -39,7 +39,7 @@ def test_infer_vllm_answers_exactly_like_pt(kind, full_run, lora_run, capsys):
     for backend in ("pt", "vllm"):
         assert cli_main(["infer", str(run), "--val", "--backend", backend, "--name", f"val-{backend}"]) == 0
     pt, vllm = responses(run / "infer" / "val-pt.jsonl"), responses(run / "infer" / "val-vllm.jsonl")
-    print(f"\ninfer {kind}: pt {pt} | vllm {vllm}")
+    print(f"\ninfer {kind}: pt {[a[:40] for a in pt]} | vllm {[a[:40] for a in vllm]} | equal {vllm == pt}")
     assert len(pt) == 2 and vllm == pt
     if kind == "full":  # the memorized answers, so equality is not two empty strings agreeing
         assert pt == [a for _, a in PAIRS[:2]]

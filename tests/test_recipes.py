@@ -215,7 +215,7 @@ def test_every_broken_grpo_rule_is_reported_at_once_with_its_line():
         ("grpo.rewards.0.name", "unknown reward 'swiftkit_thnk' (did you mean 'swiftkit_think'?)"),
         ("grpo.rewards.1.options", "scale"),
         ("grpo.rollout.server_host", "rollout backend vllm_server needs server_host"),
-        ("grpo.rollout.backend", "vllm_server needs CUDA GPUs; use pt on cpu"),
+        ("grpo.rollout.backend", "vllm_server cannot run on a CPU: the rollout server syncs weights over NCCL"),
     ]
     assert len(problems) == len(expect), problems
     for (field, message), problem in zip(expect, problems):

@@ -337,8 +337,9 @@ def _grpo_problems(r: Recipe, g: GrpoSpec) -> list[tuple[tuple[Any, ...], str]]:
             out.append((("grpo", "rewards", i, "options"), problem))
     if g.rollout.backend == "vllm_server" and not g.rollout.server_host:
         out.append((("grpo", "rollout", "server_host"), "rollout backend vllm_server needs server_host"))
-    if g.rollout.backend != "pt" and r.launch.device == "cpu":
-        out.append((("grpo", "rollout", "backend"), f"{g.rollout.backend} needs CUDA GPUs; use pt on cpu"))
+    if g.rollout.backend == "vllm_server" and r.launch.device == "cpu":  # colocate: preflight asks vLLM's platform
+        out.append((("grpo", "rollout", "backend"), "vllm_server cannot run on a CPU: the rollout server syncs weights "
+                    "over NCCL (CUDA); use vllm_colocate (vLLM's CPU build) or pt on cpu"))
     return out
 
 

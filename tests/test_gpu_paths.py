@@ -36,10 +36,25 @@ def test_network_check_names_a_missing_interface_and_a_master_node_0_does_not_ow
     assert network_check(cluster, {}).ok and "gloo on lo" in network_check(cluster, {}).message
     bad = network_check(cluster, {"GLOO_SOCKET_IFNAME": "nosuch0"})
     assert not bad.ok and "no interface nosuch0" in bad.message and "lo" in bad.message
-    foreign = network_check(Cluster(nproc_per_node=1, nnodes=2, node_rank=0, master_addr="192.0.2.123"), {})
+
+def test_node_0_must_own_the_master_address(monkeypatch):
+    """As on a machine whose eth9 is 10.0.0.5 with a route to 10.0.0.0/24 (faked: the test needs no network)."""
+    from swiftkit.core import network as net
+
+    monkeypatch.setattr(net, "source_address", lambda host: "10.0.0.5")
+    monkeypatch.setattr(net, "interface_addresses", lambda: {"lo": "127.0.0.1", "eth9": "10.0.0.5"})
+    monkeypatch.setattr(net, "interface_for", lambda host: "eth9")
+    foreign = network_check(Cluster(nproc_per_node=1, nnodes=2, node_rank=0, master_addr="10.0.0.7"), {})
     assert not foreign.ok and "not an address of this machine" in foreign.message
-    follower = network_check(Cluster(nproc_per_node=1, nnodes=2, node_rank=1, master_addr="127.0.0.1"), {})
-    assert follower.ok
+    own = network_check(Cluster(nproc_per_node=1, nnodes=2, node_rank=0, master_addr="10.0.0.5"), {})
+    assert own.ok and own.message == "gloo on eth9 (the route to master 10.0.0.5)"
+    assert network_check(Cluster(nproc_per_node=1, nnodes=2, node_rank=1, master_addr="10.0.0.7"), {}).ok
+    monkeypatch.setattr(net, "interface_for", lambda host: None)  # an alias: routed, but no interface owns it
+    alias = network_check(Cluster(nproc_per_node=1, nnodes=2, node_rank=1, master_addr="10.0.0.7"), {})
+    assert alias.ok and "set GLOO_SOCKET_IFNAME" in alias.message
+    monkeypatch.setattr(net, "source_address", lambda host: None)
+    unroutable = network_check(Cluster(nproc_per_node=1, nnodes=2, node_rank=1, master_addr="10.9.9.9"), {})
+    assert not unroutable.ok and "no route from this machine" in unroutable.message
 
 
 def test_shared_run_dir_in_either_start_order(tmp_path):
@@ -91,19 +106,21 @@ def test_zero3_on_cpu_plans_swiftkits_config_and_gpus_keep_the_preset():
     assert gpu.argv[gpu.argv.index("--deepspeed") + 1] == "zero3"
 
 
-@pytest.mark.parametrize("platform, build, rollout, ok, words", [
-    (None, None, [], False, "vLLM is not installed"),
-    (None, "cuda", [], False, "CUDA build and no GPU"),
-    ("cpu", "cpu", [], True, "vLLM's cpu build"),
-    ("cpu", "cpu", ["grpo.rollout.tensor_parallel_size=2"], False, "tensor_parallel_size 2"),
-    ("cuda", "cuda", ["grpo.rollout.tensor_parallel_size=2"], True, "cuda build"),
+@pytest.mark.parametrize("platform, build, device, rollout, ok, words", [
+    (None, None, "cpu", [], False, "vLLM is not installed"),
+    (None, "cuda", "cpu", [], False, "CUDA build and no GPU"),
+    ("cpu", "cpu", "cpu", [], True, "vLLM's cpu build"),
+    ("cpu", "cpu", "cpu", ["grpo.rollout.tensor_parallel_size=2"], False, "tensor_parallel_size 2"),
+    ("cuda", "cuda", "cuda", ["grpo.rollout.tensor_parallel_size=2"], True, "cuda build"),
+    ("cuda", "cuda", "cpu", [], False, "a cpu recipe cannot roll out on vLLM's cuda build"),
+    ("cpu", "cpu", "cuda", [], False, "a cuda recipe cannot roll out on vLLM's cpu build"),
 ])
-def test_rollout_check_asks_vllms_platform(monkeypatch, platform, build, rollout, ok, words):
+def test_rollout_check_asks_vllms_platform(monkeypatch, platform, build, device, rollout, ok, words):
     from swiftkit.train.grpo.preflight import rollout_check
 
     monkeypatch.setattr(backend, "vllm_platform", lambda: platform)
     monkeypatch.setattr(backend, "vllm_build", lambda: build)
-    check = rollout_check(load_recipe("smoke_grpo", _cpu_colocate(rollout)).grpo)
+    check = rollout_check(load_recipe("smoke_grpo", _cpu_colocate(rollout)).grpo, device)
     assert check.ok is ok and words in check.message, check.message
 
 
@@ -149,3 +166,10 @@ def test_cpu_worker_shim_gives_each_engine_its_own_cores(monkeypatch):
 def test_cpu_worker_shim_stays_out_of_processes_without_a_bound_cpu_engine(monkeypatch):
     monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     assert shims._cpu_worker() is None and not shims.SHIMS["vllm_cpu_worker_rank"].needed()
+
+
+def test_offload_presets_are_refused_on_a_cpu_recipe():
+    from swiftkit.train.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="zero3_offload on a CPU recipe: there is no device to offload from"):
+        load_recipe("smoke_tiny", ["launch.deepspeed=zero3_offload"])

@@ -186,7 +186,7 @@ def test_a_node_that_cannot_reach_the_master_fails_in_bounded_time(network, work
     assert code == 1, out
     errors = [line for line in out.splitlines() if line.startswith("swiftkit train: error:")]
     assert len(errors) == 1 and "did not answer within 8 s" in errors[0], out[-2000:]
-    assert elapsed < 90, elapsed  # start-up (imports, preflight) + 8 s, not torchrun's 600 s
+    assert elapsed < 240, elapsed  # start-up (imports, preflight) + 8 s, not torchrun's 900 s and retries
 
 
 def test_node_0_alone_gives_up_when_the_others_never_join(network, workspace):

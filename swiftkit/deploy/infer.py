@@ -1,5 +1,5 @@
-"""`swift infer` on a trained run: what to load (:func:`model_spec_for`), the backend (vLLM on a GPU, pt on CPU),
-batch inference into RUN/infer/<name>.jsonl (:func:`batch_infer`), the interactive command, and in-process greedy
+"""`swift infer` on a trained run: what to load (:func:`model_spec_for`), the backend (swiftkit.stack.backend),
+batch inference into RUN/infer/<name>.jsonl (:func:`batch_infer`) and the interactive command.
 `swiftkit infer` (swiftkit/cli/commands/infer.py) is its command.
 """
 from __future__ import annotations

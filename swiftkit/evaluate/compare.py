@@ -2,7 +2,7 @@
 them (same conversation, same system prompt), the identity probe for persona runs, and the run's logged losses.
 
 Generation goes through each model's own saved chat template, as a client gets it: transformers (:mod:`swiftkit.run.probe`)
-on CPU, vLLM when a GPU is visible and vLLM is installed. The result is the report as a dict (see
+where vLLM cannot run, vLLM where it can (swiftkit.stack.backend). The result is the report as a dict (see
 :mod:`swiftkit.evaluate.report` for the files); metrics come from :mod:`swiftkit.evaluate.metrics`.
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -248,9 +249,10 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
     node 0, ``train.node<k>.log`` on node k; secrets masked) and to ``on_output`` line by line. Raises SwiftkitError
     when training fails.
 
-    Several nodes share one run directory: node 0 writes the run's records before training and the persona template
-    after; the other nodes write only their log (ms-swift saves from global rank 0, on node 0), and wait up to
-    ``join_timeout`` seconds for node 0 to listen before they start.
+    Several nodes share one run directory (on shared storage): node 0 writes the run's records before training and
+    the persona template after; node k writes its own log, and its ranks write what every rank saves (DeepSpeed
+    shards, RNG state) into the checkpoints. Node k waits up to ``join_timeout`` seconds for node 0 to listen, then
+    torchrun's rendezvous waits as long for every node; after the rendezvous, ms-swift's ``ddp_timeout`` applies.
     """
     prep.preflight.raise_if_failed()
     cluster = prep.cluster
@@ -271,16 +273,23 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
     env = child_env(prep.recipe, launch_env)
     cmd = process_command(prep.plan, launch_env, join_timeout=join_timeout if cluster.nnodes > 1 else None)
     log = prep.run_dir / node_log_name(cluster.node_rank)
+    started = time.time()
     code, _ = run_logged(cmd, log, env=env, on_output=on_output, append=prep.resume_checkpoint is not None)
     if prep.recipe.persona and leader:  # every checkpoint saved, also those of a run that failed later
         persona_into_checkpoints(prep.run_dir, on_output)
     if code != 0:
-        if cluster.nnodes > 1 and not any((prep.run_dir / "swiftkit_shims").glob("rank*.json")):
-            raise SwiftkitError(f"node {cluster.node_rank}: the {cluster.nnodes} nodes did not all join within "
-                                f"{join_timeout} s (--join-timeout); start every node with the same --master-addr, "
-                                f"--master-port and --run-dir; see {log}")
+        if cluster.nnodes > 1 and not _workers_started(prep.run_dir, started):
+            raise SwiftkitError(f"node {cluster.node_rank}: no training process started: the {cluster.nnodes} nodes "
+                                f"did not all join within {join_timeout} s (--join-timeout), or torchrun failed before "
+                                f"(a taken --master-port?); every node needs the same --master-addr, --master-port and "
+                                f"--run-dir; see {log}")
         raise SwiftkitError(f"training failed with exit status {code}; see {log}")
     return prep.run_dir
+
+
+def _workers_started(run_dir: Path, since: float) -> bool:
+    """Whether a training process of this launch began: each rank writes its shim evidence first thing."""
+    return any(p.stat().st_mtime >= since - 1 for p in (run_dir / "swiftkit_shims").glob("rank*.json"))
 
 
 def multinode_env(cluster: Cluster, say: Callable[[str], None], environ: Optional[dict[str, str]] = None) -> dict[str, str]:

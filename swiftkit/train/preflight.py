@@ -304,12 +304,15 @@ def network_check(cluster: Cluster, environ: Optional[dict[str, str]] = None) ->
         if missing:
             return Check("network", False, f"GLOO_SOCKET_IFNAME={named}: no interface {missing[0]} on this machine "
                                            f"(it has {', '.join(have)})")
-        name = named
+        how = f"gloo on {named} (GLOO_SOCKET_IFNAME)"
+    elif source_address(master) is None:
+        return Check("network", False, f"--master-addr {master}: no route from this machine; check the address, "
+                                       "or set GLOO_SOCKET_IFNAME to the interface to use")
     else:
         name = interface_for(master)
-        if name is None:
-            return Check("network", False, f"--master-addr {master}: no route from this machine (no interface "
-                                           "reaches it); set GLOO_SOCKET_IFNAME to the interface to use")
+        how = (f"gloo on {name} (the route to master {master})" if name else
+               f"a route to master {master} exists but no interface owns its source address here (an alias?); "
+               "torch picks the interface: set GLOO_SOCKET_IFNAME to choose")
     if cluster.node_rank == 0:
         try:
             resolved = socket.gethostbyname(master)
@@ -319,7 +322,7 @@ def network_check(cluster: Cluster, environ: Optional[dict[str, str]] = None) ->
         if resolved not in own and not resolved.startswith("127.") and source_address(resolved) != resolved:
             return Check("network", False, f"--master-addr {master} is not an address of this machine, and node 0 "
                                            "listens there: give node 0's own address")
-    return Check("network", True, f"gloo on {name} (the route to master {master})")
+    return Check("network", True, how)
 
 
 def resume_topology_check(recipe: Recipe, cluster: Cluster, checkpoint: Path) -> Optional[Check]:

@@ -112,7 +112,8 @@ class RolloutSpec(_Strict):
 
     backend: Literal["pt", "vllm_colocate", "vllm_server"] = Field(
         "pt", description="pt: transformers generate in the training processes (CPU, tiny models); vllm_colocate: a "
-        "vLLM engine inside each training process, sharing its GPU; vllm_server: a separate `swift rollout` server.")
+        "vLLM engine inside each training process, sharing its GPU (or its cores, with vLLM's CPU build); "
+        "vllm_server: a separate `swift rollout` server (CUDA only).")
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="vllm_colocate: GPU memory share for vLLM "
                                           "(--vllm_gpu_memory_utilization); the rest is the trainer's.")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm_colocate: GPUs per vLLM engine "
@@ -129,8 +130,9 @@ class RolloutSpec(_Strict):
     cpu_kvcache_space_gb: int = Field(1, ge=1, description="vllm_colocate on a CPU recipe: vLLM's KV cache in GiB "
                                       "(VLLM_CPU_KVCACHE_SPACE; vLLM's own default, 4, is more than a tiny model needs).")
     cpu_threads_bind: Optional[str] = Field(None, min_length=1, description="vllm_colocate on a CPU recipe: vLLM's "
-                                            "VLLM_CPU_OMP_THREADS_BIND; default: vLLM's `auto` for one process, one "
-                                            "core per process (`0|1|...`) for several.")
+                                            "VLLM_CPU_OMP_THREADS_BIND, which also sets the process's thread count; "
+                                            "default: vLLM's `auto` for one process, one core per process (`0|1|...`) "
+                                            "for several: on a bigger machine give each its share (`0-7|8-15`).")
 
 
 class GrpoSpec(_Strict):
@@ -295,6 +297,9 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
         out.append((("train_type",), "train_type lora needs a `lora:` section"))
     if r.train_type == "full" and r.lora is not None:
         out.append((("lora",), "`lora:` given but train_type is full"))
+    if r.launch.device == "cpu" and r.launch.deepspeed in ("zero3_offload", "zero2_offload"):
+        out.append((("launch", "deepspeed"), f"{r.launch.deepspeed} on a CPU recipe: there is no device to offload "
+                    f"from; use {r.launch.deepspeed.removesuffix('_offload')}"))
     if r.warmup_ratio is not None and r.warmup_steps is not None:
         out.append((("warmup_steps",), "give warmup_ratio or warmup_steps, not both"))
     if r.eval_steps is not None and not r.data.val:

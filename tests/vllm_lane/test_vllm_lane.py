@@ -79,7 +79,9 @@ def test_serve_vllm_answers_the_openai_client(full_run, tmp_path):
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     assert proc.returncode in (0, 128 + signal.SIGTERM), out[-2000:]
-    leftover = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
+    found = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True)
+    assert found.returncode in (0, 1), found.stderr  # 1: no process matched (2 would be a pgrep usage error)
+    leftover = found.stdout.split()
     assert leftover == [], out[-2000:]
 
 

@@ -18,7 +18,8 @@ Prompts: the run's val split (default), or --prompts FILE with one prompt per li
 writes it (the last assistant message is the reference), {"prompt": ..., "reference": ..., "system": ...}, or plain
 text. A prompt without a system message gets the run's system prompt, as prep wrote it into the training data.
 
-Backend: vLLM when a GPU is visible and vLLM is installed, transformers (pt) otherwise; one model in memory at a time.
+Backend: vLLM where the installed vLLM can run (GPU, or its CPU build), transformers (pt) otherwise; one model in
+memory at a time.
 
 examples:
   swiftkit eval runs/muice_full/v1                          # val split, first 20 prompts

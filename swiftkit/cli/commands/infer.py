@@ -1,7 +1,8 @@
 """Run `swift infer` on a trained run: batch over the val split, a few prompts, or interactively.
 
-The backend is vLLM when a GPU is visible (tensor parallel over every visible GPU, max LoRA rank from the
-run's LoRA rank, max model length = training max_length + --max-new-tokens), `pt` (plain PyTorch) otherwise.
+The backend is vLLM where the installed vLLM can run (a CUDA build with a visible GPU: tensor parallel over every
+visible GPU; or vLLM's CPU build, `make install-vllm`), `pt` (plain PyTorch) otherwise; max LoRA rank from the run's
+LoRA rank, max model length = training max_length + --max-new-tokens.
 Decoding is greedy by default (--temperature 0), so the same run gives the same answers.
 
 Results go to RUN/infer/<name>.jsonl (one line per sample: messages, response, labels), written atomically;

@@ -6,7 +6,7 @@ If the port is taken, it stops with one line instead of letting ms-swift silentl
 400 "API key error"). The key is never printed, logged or put on a command line (`ps` shows every process's
 arguments): the server process gets it through its environment. A request over the served max length gets HTTP 400
 with the limit, and the server keeps serving. The model name clients send is the recipe name unless
---served-model-name says otherwise. Backend: vLLM when a GPU is visible, else pt. Ctrl-C or SIGTERM stops the
+--served-model-name says otherwise. Backend: vLLM where it can run (GPU, or its CPU build), else pt. Ctrl-C or SIGTERM stops the
 server and every process it started. Served conversations are logged to RUN/serve/conversations.jsonl.
 
 examples:

@@ -41,7 +41,7 @@ def batch_checks(g: GrpoSpec, plan: Plan, cluster: Cluster) -> list[Check]:
     return out
 
 
-def package_checks(g: GrpoSpec) -> list[Check]:
+def package_checks(g: GrpoSpec, recipe_device: str) -> list[Check]:
     out = []
     msgspec = installed("msgspec")
     out.append(Check("msgspec", msgspec is not None,
@@ -50,11 +50,11 @@ def package_checks(g: GrpoSpec) -> list[Check]:
     ok = trl is not None and in_range(trl, wanted)
     out.append(Check("trl", ok, f"{trl} (GRPO needs {wanted})" if trl else f"not installed (GRPO needs {wanted})"))
     if g.rollout.backend != "pt":
-        out.append(rollout_check(g))
+        out.append(rollout_check(g, recipe_device))
     return out
 
 
-def rollout_check(g: GrpoSpec) -> Check:
+def rollout_check(g: GrpoSpec, recipe_device: str) -> Check:
     """vLLM rollouts need a vLLM that runs here (swiftkit.stack.backend); on vLLM's CPU build, colocate only, one
     engine per process: server mode syncs weights over NCCL (CUDA), and tensor parallel has no CPU launcher."""
     from swiftkit.stack.backend import vllm_build, vllm_platform
@@ -68,6 +68,10 @@ def rollout_check(g: GrpoSpec) -> Check:
     if platform == "cpu" and ro.backend == "vllm_server":
         return Check("vllm", False, f"{name} cannot run on a CPU: the rollout server syncs weights over NCCL (CUDA); "
                                     "use rollout.backend vllm_colocate or pt here, vllm_server on GPUs")
+    device = "cuda" if platform == "cuda" else "cpu"
+    if device != recipe_device:
+        return Check("vllm", False, f"{name}: a {recipe_device} recipe cannot roll out on vLLM's {platform} build "
+                                    f"(launch.device {recipe_device}); use the matching vLLM or rollout.backend pt")
     if platform == "cpu" and ro.tensor_parallel_size > 1:
         return Check("vllm", False, f"{name}: tensor_parallel_size {ro.tensor_parallel_size} cannot run on vLLM's CPU "
                                     "build (no external launcher on CPU); use 1")
@@ -119,7 +123,7 @@ def grpo_checks(recipe: Recipe, plan: Plan, cluster: Cluster) -> list[Check]:
     """Every GRPO check (none stops the others)."""
     g = recipe.grpo
     assert g is not None
-    out = batch_checks(g, plan, cluster) + package_checks(g)
+    out = batch_checks(g, plan, cluster) + package_checks(g, recipe.launch.device)
     files = list(recipe.data.val or recipe.data.train)
     records = sample_records(files)
     names = [r.name for r in g.rewards]

@@ -41,7 +41,7 @@ TORCHRUN_ENV = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_
 DEFAULT_MASTER_PORT = 29500
 """torchrun's rendezvous port when --master-port is not given."""
 DEFAULT_JOIN_TIMEOUT = 300
-"""Seconds a node of a multi-node run waits for the others (torchrun's static rendezvous default is 600)."""
+"""Seconds a node of a multi-node run waits for the others (torchrun's own: 900 for the static rendezvous, then retries)."""
 
 
 def node_log_name(node_rank: int) -> str:

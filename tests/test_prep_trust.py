@@ -122,9 +122,16 @@ def test_out_beside_src_still_works(tmp_path):
 
 # --- data loss: two preps into one --out ---------------------------------------------------------------------------
 
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM as a terminal user has them. A suite started in the background of a
+    non-interactive shell (`bash .ci/run &`) inherits SIGINT ignored, and the prep would then never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _swiftkit(*argv: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "swiftkit.cli", "prep", *argv, "--no-progress"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -319,8 +319,7 @@ def evaluate(run_dir: str | Path, options: Optional[EvalOptions] = None) -> dict
         prompts = val_prompts(info, run, system, options.limit)
     identity_rows = identity_questions(system) if info.persona and options.identity else []
     backend = options.backend or default_backend()
-    if backend == "vllm":
-        require_backend("vllm")
+    require_backend(backend)
     sides = contenders(run, info, checkpoint=options.checkpoint, base=options.base, compare=compare)
     conversations = [list(p.messages) for p in prompts] + [row["messages"] for row in identity_rows]
     answers = _answer_all(sides, conversations, backend=backend, max_new_tokens=options.max_new_tokens,

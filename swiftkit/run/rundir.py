@@ -182,3 +182,14 @@ def saved_world_size(checkpoint: str | Path) -> int | None:
         return None
     ranks = {match.group(1) for match in map(_ZERO_SHARD.match, names) if match}
     return len(ranks) or None
+
+
+LOG_NAME = "train.log"
+"""The training log of a run (node 0's, when several nodes share the run directory)."""
+NODE_LOG = re.compile(r"^train\.node[1-9][0-9]*\.log$")
+"""The logs nodes k > 0 write into a shared run directory (:func:`node_log_name`)."""
+
+
+def node_log_name(node_rank: int) -> str:
+    """Node 0 writes ``train.log``; node k > 0 its own ``train.node<k>.log`` in the same run directory."""
+    return LOG_NAME if node_rank == 0 else f"train.node{node_rank}.log"

@@ -26,6 +26,7 @@ from swiftkit.run.rundir import (
     RunInfo,
     is_adapter,
     next_run_dir,
+    node_log_name,
     read_run_info,
     resolve_checkpoint,
     resolve_init,
@@ -35,18 +36,12 @@ from swiftkit.train.plan import Cluster, Plan, plan
 from swiftkit.train.preflight import PreflightReport, preflight
 from swiftkit.train.recipes import Recipe, load_recipe
 
-LOG_NAME = "train.log"
 TORCHRUN_ENV = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
 """Same order as ms-swift 3.12's ``get_torchrun_args``."""
 DEFAULT_MASTER_PORT = 29500
 """torchrun's rendezvous port when --master-port is not given."""
 DEFAULT_JOIN_TIMEOUT = 300
 """Seconds a node of a multi-node run waits for the others (torchrun's own: 900 for the static rendezvous, then retries)."""
-
-
-def node_log_name(node_rank: int) -> str:
-    """Node 0 writes ``train.log``; node k > 0 its own ``train.node<k>.log`` in the same run directory."""
-    return LOG_NAME if node_rank == 0 else f"train.node{node_rank}.log"
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -261,14 +260,12 @@ def preflight(
     return report
 
 
-NODE_LOG = re.compile(r"^train\.node[1-9][0-9]*\.log$")
-"""The logs nodes k > 0 write into a shared run directory (swiftkit.train.launch.node_log_name)."""
-
-
 def shared_run_dir_check(run_dir: Path, recipe: Recipe, cluster: Cluster) -> Check:
     """Several nodes name one run directory, started in any order. Node 0 writes the run's records, so it needs the
     folder new, or holding only the other nodes' logs; node k > 0 accepts the folder node 0 is writing (same recipe,
     not finished)."""
+    from swiftkit.run.rundir import NODE_LOG, node_log_name
+
     entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
     if cluster.node_rank == 0:
         others = [name for name in entries if not NODE_LOG.match(name)]
@@ -287,7 +284,7 @@ def shared_run_dir_check(run_dir: Path, recipe: Recipe, cluster: Cluster) -> Che
         if trained != recipe.name:
             return Check("run_dir", False, f"{run_dir} belongs to recipe '{trained}', not '{recipe.name}'")
     return Check("run_dir", True, f"{run_dir} (shared: node 0 writes the run's records, this node "
-                                  f"train.node{cluster.node_rank}.log)")
+                                  f"{node_log_name(cluster.node_rank)})")
 
 
 def network_check(cluster: Cluster, environ: Optional[dict[str, str]] = None) -> Check:

@@ -437,6 +437,16 @@ def test_a_misspelt_extra_flag_fails_preflight_naming_it(workspace, capsys):
     assert "ok   extra_args: check_model, packing: TrainArguments fields" in capsys.readouterr().out
 
 
+def test_extra_args_values_have_their_fields_types(workspace, capsys):
+    """A value of the wrong type is refused by preflight: a string where a switch belongs is no switch."""
+    assert cli_main(["train", "smoke_tiny", "--set", "extra_args.packing=maybe", "--set",
+                     "extra_args.lora_rank=3.5", "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL extra_args: 'packing': 'maybe' is not a switch (true or false); 'lora_rank': 3.5 is not an integer" \
+        in out
+    assert cli_main(["train", "smoke_tiny", "--set", "extra_args.truncation_strategy=right", "--dry-run"]) == 0
+
+
 def test_ms_swift_sampling_suffix_is_a_file_with_a_count(workspace):
     prep = launch.prepare("smoke_tiny", overrides=["data.train=[data/muice/train.jsonl#5]"])
     assert prep.preflight.ok, prep.preflight.lines()

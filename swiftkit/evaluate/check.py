@@ -258,6 +258,9 @@ def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = Fal
     run = Path(run_dir)
     info = read_run_info(run)
     ckpt = resolve_checkpoint(run, checkpoint)
+    if fix and not ckpt.resolve().is_relative_to(run.resolve()):
+        raise SwiftkitError(f"--fix writes into the checkpoint, and {ckpt} is outside the run {run}: copy it into the "
+                            "run, or check it without --fix")
     for folder in {ckpt, Path(info.model)}:  # ms-swift would run auto_map code while loading the tokenizer
         refuse_remote_code(folder, info.trust_remote_code)
     tokenizer_dir = str(ckpt) if info.train_type == "full" else info.model

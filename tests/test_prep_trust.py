@@ -559,3 +559,33 @@ def test_make_prep_gives_the_same_one_line_errors(tmp_path, capsys):
     assert swiftkit_main(["prep-all", "--src-dir", str(src_dir), "--out", str(tmp_path / "data"), "--no-progress"]) == 1
     assert capsys.readouterr().err.strip() == (f"swiftkit prep-all: error: {src_dir / 'muice' / 'p.jsonl'}: a FIFO, not a file "
                                                "or folder; prep reads only files and folders, move it out of --src")
+
+
+# --- issue 19: the prep leftovers --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling_symlink", "hard_link", "foreign_file"])
+def test_lock_that_is_not_preps_own_is_refused_and_its_target_untouched(tmp_path, capsys, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("do not overwrite\n")
+    lock = out / outdir.LOCK_NAME
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "dangling_symlink":  # O_CREAT through a dangling link would create the target
+        lock.symlink_to(tmp_path / "created.txt")
+    elif kind == "hard_link":
+        os.link(victim, lock)
+    else:
+        lock.write_text("my notes\n")
+    message = _one_line(*_cli(capsys, "alpaca", "--src", str(ALPACA), "--out", str(out)))
+    expected = {"symlink": "a symbolic link, not a prep lock; prep never writes through a link: remove it",
+                "dangling_symlink": "a symbolic link, not a prep lock; prep never writes through a link: remove it",
+                "hard_link": "a hard link (2 names for one file), not a prep lock; prep will not overwrite it: remove it",
+                "foreign_file": "a file holding other data, not a prep lock; prep will not overwrite it: remove it"}
+    assert message == f"{lock}: {expected[kind]}"
+    assert victim.read_text() == "do not overwrite\n"
+    assert not (tmp_path / "created.txt").exists()
+    assert os.path.lexists(lock) and sorted(p.name for p in out.iterdir()) == [outdir.LOCK_NAME]
+    if kind == "foreign_file":
+        assert lock.read_text() == "my notes\n"

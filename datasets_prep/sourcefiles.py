@@ -173,16 +173,15 @@ def iter_file(path: Path, label: str | None = None, digests: Optional[dict[str, 
         if suffix != ".parquet" and encoding is None:
             sniff_utf8(path, name)
         if suffix in (".json", ".jsonl"):
-            with open(path, "rb") as fh:
-                head = fh.read(4096).lstrip(_BOM).lstrip()
+            array = encoding is None and _first_byte(path) == b"["
             if encoding is not None:
                 records = _iter_json_text(path, name, encoding)
-            elif not head.startswith(b"["):
+            elif not array:
                 records = _iter_jsonl(path, name, digests)
             else:
                 records = _iter_json_array(path, name)
             yield from (records if columns is None else _rename_json(records, name, columns))
-            if encoding is None and not head.startswith(b"["):
+            if encoding is None and not array:
                 return  # JSON Lines hashed its blocks on the way
         elif suffix == ".csv":
             yield from _iter_csv(path, name, encoding, columns)
@@ -192,6 +191,20 @@ def iter_file(path: Path, label: str | None = None, digests: Optional[dict[str, 
             digests[name] = sha256_file(path)
     except OSError as exc:
         raise os_failure(path, "read", exc) from None
+
+
+def _first_byte(path: Path) -> bytes:
+    """The first byte of ``path`` after a UTF-8 BOM and any amount of whitespace (``b""`` when there is none): ``[``
+    makes a ``.json``/``.jsonl`` file a JSON array, anything else JSON Lines. Reads on until it finds one, so
+    leading whitespace of any length cannot make an array look like JSON Lines."""
+    with open(path, "rb") as fh:
+        block = fh.read(_SNIFF).removeprefix(_BOM)
+        while block:
+            rest = block.lstrip()
+            if rest:
+                return rest[:1]
+            block = fh.read(_SNIFF)
+    return b""
 
 
 def _missing_columns(name: str, columns: dict[str, str], have: Any, what: str = "columns") -> SwiftkitError:
@@ -243,7 +256,7 @@ def _iter_jsonl(path: Path, name: str, digests: Optional[dict[str, str]] = None)
     rest = b""
     with open(path, "rb") as fh:
         while True:
-            block = fh.read(_BLOCK)
+            block = fh.read(_SNIFF)
             if sha is not None:
                 sha.update(block)
             if not block:

@@ -589,3 +589,18 @@ def test_lock_that_is_not_preps_own_is_refused_and_its_target_untouched(tmp_path
     assert os.path.lexists(lock) and sorted(p.name for p in out.iterdir()) == [outdir.LOCK_NAME]
     if kind == "foreign_file":
         assert lock.read_text() == "my notes\n"
+
+
+@pytest.mark.parametrize("lead", ["\n" * 5000, " \t\r\n" * 20_000, "\ufeff" + "\n" * 70_000],
+                         ids=["5k_lines", "80k_blanks", "bom_70k_lines"])
+def test_json_array_after_long_leading_whitespace_is_read_as_an_array(tmp_path, lead):
+    rows = [{"instruction": f"问题{i}", "input": "", "output": f"回答{i}"} for i in range(5)]
+    body = "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n"
+    src = tmp_path / "data.json"
+    src.write_text(lead + body, encoding="utf-8")
+    m = prep("alpaca", src, tmp_path / "out", PrepOptions(token_stats=False, val_ratio=0))
+    assert (m["read"], m["train"], m["rejected"]) == (5, 5, 0)
+    first = lead.count("\n") + 2  # the line where the first element starts
+    kept = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["solution"] for r in kept) == [f"回答{i}" for i in range(5)]
+    assert [r for r in sourcefiles.iter_file(src)][0][0] == first

@@ -107,7 +107,9 @@ def test_out_overlapping_src_is_refused_and_source_untouched(tmp_path, capsys, c
         "out_inside_src": f"--out {src / 'out'} is inside --src {src}: the outputs would be read as input",
         "src_file_inside_out": f"--src {src / 'train.jsonl'} is inside --out {src}: the outputs could replace",
         "src_folder_inside_out": f"--src {src / 'Customized'} is inside --out {src}: the outputs could replace",
-        "linked_input_inside_out": f"reads {tmp_path / 'linked' / 'data.jsonl'}, which is inside --out {src}",
+        # refused before the overlap is looked at: the link leads out of --src (issue 19)
+        "linked_input_inside_out": f"{tmp_path / 'linked' / 'data.jsonl'}: a symbolic link to {src / 'train.jsonl'}, "
+                                   f"outside --src {tmp_path / 'linked'}",
         "same_through_link": f"--out {src} is --src {tmp_path / 'alias'}: the outputs would replace",
     }[case]
     assert expected in message
@@ -427,10 +429,10 @@ def test_fifo_as_src_and_broken_link_are_one_line(tmp_path, capsys, deadline):
 def test_hidden_entries_and_folder_links_are_fine(tmp_path):
     src = _muice_copy(tmp_path)
     os.mkfifo(src / ".hidden.jsonl")  # hidden entries are not data: skipped as before
-    (tmp_path / "more").mkdir()
-    _write_rows(tmp_path / "more" / "x.jsonl", [{"prompt": "链接", "completion": "里的"}])
-    (src / "Customized" / "linked").symlink_to(tmp_path / "more")
-    (tmp_path / "more" / "loop").symlink_to(tmp_path / "more")  # a loop is read once
+    (src / "more").mkdir()  # links that stay inside --src are followed (issue 19: none may lead out)
+    _write_rows(src / "more" / "x.jsonl", [{"prompt": "链接", "completion": "里的"}])
+    (src / "Customized" / "linked").symlink_to(src / "more")
+    (src / "more" / "loop").symlink_to("..")  # a loop is read once
     m = prep("muice", src, tmp_path / "out", PrepOptions(token_stats=False))
     assert m["read"] == 23  # the published layout: Customized/*.jsonl only, as before
 
@@ -604,3 +606,44 @@ def test_json_array_after_long_leading_whitespace_is_read_as_an_array(tmp_path, 
     kept = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert sorted(r["solution"] for r in kept) == [f"回答{i}" for i in range(5)]
     assert [r for r in sourcefiles.iter_file(src)][0][0] == first
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "nested_folder", "relative"])
+def test_link_out_of_src_is_refused_before_anything_is_read(tmp_path, capsys, kind):
+    """A link in --src to a file (or folder) elsewhere: refused in one line naming it; the target is never read, so
+    its lines cannot end up in rejects.jsonl."""
+    src = _muice_copy(tmp_path)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "keys.jsonl").write_text("password=hunter2\n")
+    link = {"file": src / "Customized" / "keys.jsonl", "folder": src / "elsewhere",
+            "nested_folder": src / "a" / "b" / "elsewhere", "relative": src / "Customized" / "up.jsonl"}[kind]
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = {"file": secret / "keys.jsonl", "folder": secret, "nested_folder": secret,
+              "relative": Path("../../secret/keys.jsonl")}[kind]
+    link.symlink_to(target)
+    out = tmp_path / "out"
+    message = _one_line(*_cli(capsys, "muice", "--src", str(src), "--out", str(out)))
+    real = secret / "keys.jsonl" if kind in ("file", "relative") else secret
+    assert message == (f"{link}: a symbolic link to {real}, outside --src {src}; prep reads only what lies inside "
+                       "--src: copy it in, or pass it as --src itself")
+    assert not out.exists()  # refused before --out was made: the target's lines are nowhere
+
+
+def test_links_inside_src_and_a_hub_snapshot_are_read(tmp_path):
+    """Links that stay inside --src are followed; so are a Hugging Face cache snapshot's links into its blobs."""
+    repo = tmp_path / "hub" / "datasets--Moemu--Muice-Dataset"
+    snap = repo / "snapshots" / ("0" * 40)
+    (snap / "Customized").mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for i, rel in enumerate(("train.jsonl", "test.jsonl", "Customized/self_cognition.jsonl")):
+        (repo / "blobs" / f"blob{i}").write_bytes((SAMPLES / "muice" / rel).read_bytes())
+        (snap / rel).symlink_to(os.path.relpath(repo / "blobs" / f"blob{i}", (snap / rel).parent))
+    m = prep("muice", snap, tmp_path / "o", PrepOptions(token_stats=False))
+    assert m["val"] == 4 and m["train"] == 12 + 7
+    plain = tmp_path / "plain"
+    (plain / "real").mkdir(parents=True)
+    _write_rows(plain / "real" / "a.jsonl", [{"prompt": "问", "completion": "答"}])
+    (plain / "alias.jsonl").symlink_to("real/a.jsonl")
+    m = prep("muice", plain, tmp_path / "o2", PrepOptions(token_stats=False, val_ratio=0))
+    assert set(m["inputs"]) == {"alias.jsonl", "real/a.jsonl"} and m["duplicates"] == 1

@@ -39,7 +39,9 @@ or be read as the source. One prep at a time writes into an --out (a lock, OUT/.
 once naming the first's pid. The outputs appear together when the run finishes; an error, Ctrl-C or SIGTERM
 (exit 130/143) leaves the previous data files as they were (without their manifest) and no temp files. A record
 that cannot be parsed (invalid JSON, nested too deep, not valid Unicode) is a reject; a file or folder under --src
-that cannot be read, or that is neither a file nor a folder (a FIFO), is an error naming it.
+that cannot be read, or that is neither a file nor a folder (a FIFO), is an error naming it; so is a link under
+--src to a data file or folder outside it (never read: copy the file in, or pass it as --src). A .prep.lock in
+--out that prep did not make (a link, a hard link, a file holding other data) is refused, never written through.
 """
 from __future__ import annotations
 

@@ -16,6 +16,9 @@ covers the messages only, so neither column moves a record between splits or cha
 every output written to a temp file and all renamed together at the end, ``manifest.json`` last (a stale one is
 removed first), so a manifest beside the data means the run finished. A record that cannot be parsed or written
 (nested too deep, not valid Unicode) is a reject like any other; an OS error is one line naming the path.
+A run where every record is rejected still fails (one line), but only after writing its outputs: rejects.jsonl
+with every reject, empty train/val, and a manifest whose counts reconcile and whose ``error`` says why (training
+refuses an empty train file); a run that read no record at all writes nothing.
 """
 from __future__ import annotations
 
@@ -319,10 +322,14 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             counts["train"] -= 1
             counts["val"] += 1
             moved = True
+        failed: Optional[SwiftkitError] = None
         if counts["train"] + counts["val"] == 0:
             where = f"; first reject {first_reject.file}:{first_reject.line}: {first_reject.reason}" if first_reject else ""
-            raise SwiftkitError(f"{shown(src_text)}: no valid record ({counts['read']} read, {counts['rejected']} "
-                                f"rejected, {counts['duplicates']} duplicates){where}")
+            kept = f"; every reject is in {shown(out_dir / 'rejects.jsonl')}" if counts["rejected"] else ""
+            failed = SwiftkitError(f"{shown(src_text)}: no valid record ({counts['read']} read, {counts['rejected']} "
+                                   f"rejected, {counts['duplicates']} duplicates){where}{kept}")
+            if not counts["rejected"]:
+                raise failed  # nothing to keep: the old outputs stay as they were
 
         inputs = {label: inputs[label] for _, label, _ in specs}  # in reading order
         manifest: dict[str, Any] = {
@@ -353,6 +360,8 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             "inputs": inputs,
             "val_fallback": moved,
         }
+        if failed is not None:  # the rejects are kept, beside empty train/val and this manifest saying why
+            manifest["error"] = str(failed)
         manifest["outputs"] = {"train.jsonl": train.sha.hexdigest(), "val.jsonl": val.sha.hexdigest(),
                                "rejects.jsonl": rejects.sha.hexdigest()}
         if counter is not None:
@@ -361,7 +370,7 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             counter.flush()
             manifest["token_lengths"] = {**summarize(counter.lengths, max_length), "tokenizer": tokens.name,
                                          "rendering": tokens.rendering}
-            if histogram:
+            if histogram and failed is None:
                 def keep_png(path: Path, data: bytes) -> None:
                     outputs.write(path.name, data)
                     manifest["outputs"][path.name] = hashlib.sha256(data).hexdigest()
@@ -373,4 +382,6 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
         assert counts["read"] == counts["train"] + counts["val"] + counts["rejected"] + counts["duplicates"]
         outputs.write("manifest.json", json_text(manifest).encode("utf-8"))
         outputs.commit()
+    if failed is not None:
+        raise failed
     return manifest

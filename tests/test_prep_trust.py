@@ -647,3 +647,30 @@ def test_links_inside_src_and_a_hub_snapshot_are_read(tmp_path):
     (plain / "alias.jsonl").symlink_to("real/a.jsonl")
     m = prep("muice", plain, tmp_path / "o2", PrepOptions(token_stats=False, val_ratio=0))
     assert set(m["inputs"]) == {"alias.jsonl", "real/a.jsonl"} and m["duplicates"] == 1
+
+
+def test_every_record_rejected_still_writes_the_rejects_and_fails_with_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _cli(capsys, "alpaca", "--src", str(ALPACA), "--out", str(out))[0] == 0  # an earlier good run
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": 1}\n{"prompt": "", "completion": "x"}\nnot json\n', encoding="utf-8")
+    message = _one_line(*_cli(capsys, "muice", "--src", str(bad), "--out", str(out)))
+    assert message.startswith(f"{bad}: no valid record (3 read, 3 rejected, 0 duplicates); first reject bad.jsonl:1: ")
+    assert message.endswith(f"; every reject is in {out / 'rejects.jsonl'}")
+    m = _assert_consistent(out)  # counts and sha256 describe the files beside the manifest: nothing stale
+    assert (m["read"], m["train"], m["val"], m["rejected"]) == (3, 0, 0, 3) and m["error"] == message
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["file"], r["line"]) for r in rejects] == [("bad.jsonl", 1), ("bad.jsonl", 2), ("bad.jsonl", 3)]
+    assert rejects[2]["raw"] == "not json"
+    assert _leftovers(out) == []
+
+
+def test_nothing_read_at_all_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _cli(capsys, "alpaca", "--src", str(ALPACA), "--out", str(out))[0] == 0
+    before = _snapshot(out)
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    message = _one_line(*_cli(capsys, "muice", "--src", str(tmp_path / "blank.jsonl"), "--out", str(out)))
+    assert message == f"{tmp_path / 'blank.jsonl'}: no valid record (0 read, 0 rejected, 0 duplicates)"
+    after = _snapshot(out)
+    assert "manifest.json" not in after and after == {k: v for k, v in before.items() if k != "manifest.json"}

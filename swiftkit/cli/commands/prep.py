@@ -37,7 +37,8 @@ over_length). A record whose own system prompt gives way to the source's is coun
 --out may not overlap --src (the same folder, or one inside the other): refused, as the outputs would replace
 or be read as the source. One prep at a time writes into an --out (a lock, OUT/.prep.lock): a second fails at
 once naming the first's pid. The outputs appear together when the run finishes; an error, Ctrl-C or SIGTERM
-(exit 130/143) leaves the previous data files as they were (without their manifest) and no temp files. A record
+(exit 130/143) leaves the previous data files as they were (without their manifest) and no temp files; a run whose
+every record is rejected fails too, after writing rejects.jsonl, empty train/val and a manifest saying why. A record
 that cannot be parsed (invalid JSON, nested too deep, not valid Unicode) is a reject; a file or folder under --src
 that cannot be read, or that is neither a file nor a folder (a FIFO), is an error naming it; so is a link under
 --src to a data file or folder outside it (never read: copy the file in, or pass it as --src). A .prep.lock in

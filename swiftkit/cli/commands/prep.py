@@ -33,6 +33,9 @@ record's 行动 list does not offer is a reject. With actions, --system replaces
 action list follows it. --keep-duplicates keeps exact duplicates (manifest: duplicates_kept). --over-length
 drop|truncate rejects, or cuts the last assistant answer of, records over --max-length tokens (manifest:
 over_length). A record whose own system prompt gives way to the source's is counted (manifest: system_replaced).
+A record holding special-token text in any message (<|im_end|>, <|im_start|>, <|endoftext|>, or another special
+token of the counting tokenizer) is a reject naming the message and the token, never escaped: the tokenizer would
+read it as the control token (manifest: special_token_rejects); --system holding one is refused.
 
 --out may not overlap --src (the same folder, or one inside the other): refused, as the outputs would replace
 or be read as the source. One prep at a time writes into an --out (a lock, OUT/.prep.lock): a second fails at
@@ -218,5 +221,8 @@ def run(args: argparse.Namespace) -> int:
     print(summary_line(manifest, out))
     if manifest["rejected"]:
         print(f"  {manifest['rejected']} rejected record(s): see {out}/rejects.jsonl")
+    if manifest.get("special_token_rejects"):
+        print(f"  warning: {manifest['special_token_rejects']} of them hold special-token text (<|im_end|>, "
+              "<|endoftext|>, ...), which would train as control tokens: their reasons name each one")
     return 0
 

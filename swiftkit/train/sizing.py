@@ -263,7 +263,7 @@ def model_states(s: Setup) -> tuple[float, float, float, str]:
         return frozen_bytes + wb * trained, wb * trained, opt * trained, how
     if zero == "zero3":
         # DeepSpeed: 4·largest_layer + 18P/N; the frozen base is partitioned too
-        return (frozen_bytes / n + 2 * trained / n + 4 * shape.largest_layer(), 6 * trained / n, 12 * trained / n,
+        return (frozen_bytes / n + 4 * shape.largest_layer(), 6 * trained / n, 12 * trained / n,
                 f"DeepSpeed ZeRO-3: 4·largest_layer ({shape.largest_layer() / 1e6:.0f}M) + 18P/N over {n}")
     if zero == "zero3_offload":
         return (4 * shape.largest_layer(), 0, 0,
@@ -505,7 +505,10 @@ def size_recipe(recipe: "Recipe", processes: int, *, gpu_type: Optional[str] = N
     if recipe.grpo is not None:
         return Sizing(recipe.name, processes, "GRPO: not estimated (the rollout engine shares each GPU; "
                       f"grpo.rollout.gpu_memory_utilization {recipe.grpo.rollout.gpu_memory_utilization})")
-    shape, source = find_shape(recipe.model)
+    try:
+        shape, source = find_shape(recipe.model)
+    except SwiftkitError as exc:  # a config.json that is there but does not describe a dense decoder
+        return Sizing(recipe.name, processes, f"not estimated: {exc}")
     if shape is None:
         return Sizing(recipe.name, processes, source)
     setup = setup_for(recipe, processes, shape, liger=liger)

@@ -15,8 +15,18 @@ from swiftkit.train.plan import Cluster
 from swiftkit.train.preflight import memory_check
 from swiftkit.train.recipes import load_recipe
 from swiftkit.train.sizing import (
-    BUNDLED_SHAPES, GIB, ModelShape, Setup, data_stats, estimate, find_shape, gpu, model_states, shape_from_config,
-    size_recipe, timing,
+    BUNDLED_SHAPES,
+    GIB,
+    ModelShape,
+    Setup,
+    data_stats,
+    estimate,
+    find_shape,
+    gpu,
+    model_states,
+    shape_from_config,
+    size_recipe,
+    timing,
 )
 
 GB = 10 ** 9
@@ -83,7 +93,9 @@ def test_ddp_anchor():
 
 def _ds_estimators():
     from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
-    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import (
+        estimate_zero2_model_states_mem_needs,
+    )
 
     return estimate_zero2_model_states_mem_needs, estimate_zero3_model_states_mem_needs
 

@@ -4,7 +4,8 @@
 - the model is a readable local folder (with config.json) or a hub id;
 - every dataset file exists and is non-empty;
 - max_length fits the model's ``max_position_embeddings`` when its config is readable;
-- the GPUs requested are visible and the estimated memory per GPU fits them (cuda recipes); DeepSpeed / bitsandbytes are installed when the plan uses them;
+- the GPUs requested are visible and the estimated memory per GPU fits them (cuda recipes);
+- DeepSpeed / bitsandbytes are installed when the plan uses them;
 - ``init_from`` names a checkpoint the recipe can start from;
 - GRPO (swiftkit.train.grpo.preflight): batch rules, packages, and every reward run once on a few records;
 - the run goes to a new run directory, unless resuming from an existing checkpoint.
@@ -268,7 +269,7 @@ def preflight(
 def memory_check(recipe: Recipe, cluster: Cluster, memory: list[int]) -> Check:
     """The estimated memory per GPU (swiftkit.train.sizing) against the smallest of the GPUs this node's processes
     use, before any model loads. ``launch.memory_check: false`` reports the shortfall without refusing."""
-    from swiftkit.train.sizing import GIB, TIGHT, find_shape, fixes, setup_for, estimate
+    from swiftkit.train.sizing import GIB, TIGHT, estimate, find_shape, fixes, setup_for
 
     if recipe.grpo is not None:
         return Check("memory", True, "GRPO: not estimated (the rollout engine shares each GPU)")

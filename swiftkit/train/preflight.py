@@ -4,7 +4,8 @@
 - the model is a readable local folder (with config.json) or a hub id;
 - every dataset file exists and is non-empty;
 - max_length fits the model's ``max_position_embeddings`` when its config is readable;
-- the GPUs requested are visible (cuda recipes); DeepSpeed / bitsandbytes are installed when the plan uses them;
+- the GPUs requested are visible and the estimated memory per GPU fits them (cuda recipes);
+- DeepSpeed / bitsandbytes are installed when the plan uses them;
 - ``init_from`` names a checkpoint the recipe can start from;
 - GRPO (swiftkit.train.grpo.preflight): batch rules, packages, and every reward run once on a few records;
 - the run goes to a new run directory, unless resuming from an existing checkpoint.
@@ -17,6 +18,7 @@ import socket
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from swiftkit.core.devices import gpu_memory as visible_gpu_memory
 from swiftkit.core.devices import visible_gpus
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.local_model import is_local_model
@@ -226,8 +228,10 @@ def preflight(
     empty_val: tuple[str, ...] = (),
     gpu_count: Union[int, Callable[[], int], None] = None,
     swift_version: Optional[str] = None,
+    gpu_memory: Optional[Callable[[], list[int]]] = None,
 ) -> PreflightReport:
-    """Run every check (never stops at the first failure). ``gpu_count`` and ``swift_version`` are injectable."""
+    """Run every check (never stops at the first failure). ``gpu_count``, ``swift_version`` and ``gpu_memory`` (bytes
+    per visible GPU) are injectable."""
     from swiftkit.stack.dialect import dialect_for
     from swiftkit.stack.versions import installed
 
@@ -288,8 +292,10 @@ def preflight(
             add(Check("gpus", False, f"{cluster.nproc_per_node} requested per node, {count} visible"))
         else:
             add(Check("gpus", True, f"{cluster.nproc_per_node} requested per node, {count} visible"))
+        add(memory_check(recipe, cluster, (gpu_memory or visible_gpu_memory)()))
     else:
         add(Check("gpus", True, f"cpu recipe: {cluster.nproc_per_node} process(es) per node"))
+        add(Check("memory", True, "cpu recipe: not checked (no GPU memory to fit)"))
 
     if "--deepspeed" in plan.argv:
         ok = _installed("deepspeed")
@@ -326,6 +332,33 @@ def preflight(
     else:
         add(Check("run_dir", True, f"{run_dir} (new)"))
     return report
+
+
+def memory_check(recipe: Recipe, cluster: Cluster, memory: list[int]) -> Check:
+    """The estimated memory per GPU (swiftkit.train.sizing) against the smallest of the GPUs this node's processes
+    use, before any model loads. ``launch.memory_check: false`` reports the shortfall without refusing."""
+    from swiftkit.train.sizing import GIB, TIGHT, estimate, find_shape, fixes, setup_for
+
+    if recipe.grpo is not None:
+        return Check("memory", True, "GRPO: not estimated (the rollout engine shares each GPU)")
+    try:
+        shape, source = find_shape(recipe.model)
+    except SwiftkitError as exc:
+        return Check("memory", True, f"not estimated: {exc}")
+    used = memory[:cluster.nproc_per_node]
+    if shape is None or not used:
+        return Check("memory", True, f"not estimated: {source if shape is None else 'no GPU memory visible'}")
+    setup = setup_for(recipe, cluster.world_size, shape)
+    need, have = estimate(setup).total, min(used)
+    said = f"~{need / GIB:.1f} GiB per GPU estimated, {have / GIB:.1f} GiB on the smallest visible GPU"
+    if need <= have:
+        return Check("memory", True, said + (" (tight)" if need > TIGHT * have else ""))
+    if not recipe.launch.memory_check:
+        return Check("memory", True, said + ": may not fit; training anyway (launch.memory_check false)")
+    nearest = fixes(recipe, setup, have)
+    return Check("memory", False, said + ": does not fit; " + (f"try {nearest[0]}, or" if nearest else "no single "
+                 "change makes it fit (swiftkit plan --gpu-type shows the breakdown);") +
+                 " --set launch.memory_check=false to train anyway")
 
 
 def shared_run_dir_check(run_dir: Path, recipe: Recipe, cluster: Cluster) -> Check:

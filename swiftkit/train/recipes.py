@@ -77,6 +77,9 @@ class LaunchSpec(_Strict):
         None, description="ms-swift DeepSpeed preset (--deepspeed); used only when more than one process runs."
     )
     dataloader_num_workers: int = Field(4, ge=0, description="Data loader workers per process.")
+    memory_check: bool = Field(True, description="train preflight refuses a plan whose estimated memory per GPU "
+                               "(swiftkit/train/sizing.py) exceeds the smallest visible GPU's; false: report it and "
+                               "train anyway (--set launch.memory_check=false).")
 
 
 class ReportSpec(_Strict):

@@ -229,11 +229,12 @@ def persona_problems(folder: str | Path, system: str) -> list[str]:
 
 
 def added_tokens(folder: str | Path) -> list[str]:
-    """The text of every added (control) token of a saved tokenizer: ``<|im_end|>``, ``<|endoftext|>``, ..."""
+    """The text of every special (control) token of a saved tokenizer: ``<|im_end|>``, ``<|endoftext|>``, ...
+    (the same tokens prep refuses in data; Qwen3's non-special ``<think>`` is not one)."""
     config = _read_json(Path(folder) / TOKENIZER_CONFIG)
     decoder = config.get("added_tokens_decoder") or {}
-    return sorted({str(t.get("content")) for t in decoder.values() if isinstance(t, dict) and t.get("content")},
-                  key=lambda t: (-len(t), t))
+    return sorted({str(t.get("content")) for t in decoder.values()
+                   if isinstance(t, dict) and t.get("content") and t.get("special", True)})
 
 
 def persona_problem(system: str, special: Sequence[str]) -> Optional[str]:

@@ -86,7 +86,7 @@ def _remote_code_check(recipe: Recipe, plan: Plan) -> Check:
 def _persona_check(recipe: Recipe) -> Check:
     """A persona recipe has a system prompt, and it is inert text for the base model's tokenizer
     (:func:`swiftkit.run.persona.persona_problem`): checked now, since the persona step runs after training."""
-    from datasets_prep.qwen_tokenizer import SPECIAL_TOKENS
+    from datasets_prep.vocab import SPECIAL_TOKEN_TEXTS
     from swiftkit.run.persona import TOKENIZER_CONFIG, added_tokens, first_record_system, persona_problem
 
     system = recipe.data.system or first_record_system([dataset_file(n) for n in recipe.data.train])
@@ -95,7 +95,7 @@ def _persona_check(recipe: Recipe) -> Check:
                                        "the first train record")
     local = Path(recipe.model) / TOKENIZER_CONFIG
     special, source = (added_tokens(recipe.model), str(local)) if local.is_file() else (
-        SPECIAL_TOKENS, "the Qwen chat tokens (the model's tokenizer is not local)")
+        list(SPECIAL_TOKEN_TEXTS), "the Qwen chat tokens (the model's tokenizer is not local)")
     problem = persona_problem(system, special)
     if problem:
         return Check("persona", False, f"{problem} (checked against {source})")

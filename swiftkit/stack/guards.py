@@ -50,9 +50,12 @@ def guard_checkpoint_args() -> bool:
     """Wrap ms-swift's ``load_args_from_ckpt`` (3.x: ``swift.llm.argument.base_args.BaseArguments``). Idempotent;
     returns True once the guard is in place. Raises RuntimeError when ms-swift lacks the method it wraps: a guard
     that silently does not apply would be worse than none."""
+    from swiftkit.core.errors import SwiftkitError
+    from swiftkit.stack.dialect import swift_api
+
     try:
-        from swift.llm.argument.base_args.base_args import BaseArguments
-    except ImportError as exc:
+        BaseArguments = swift_api("BaseArguments")
+    except SwiftkitError as exc:
         raise RuntimeError(f"swiftkit's run-code guard cannot find ms-swift's BaseArguments ({exc})") from exc
     original = getattr(BaseArguments, "load_args_from_ckpt", None)
     if original is None:

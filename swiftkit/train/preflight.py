@@ -53,8 +53,8 @@ def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
     try:
         found = resolve(recipe.model, recipe.model_type, recipe.template,
                         config.get("architectures") if config else None)
-    except ImportError as exc:
-        return Check("template", True, f"not checked: this ms-swift has no swift.llm registry ({exc.name})")
+    except SwiftkitError as exc:
+        return Check("template", True, f"not checked: {exc}")
     if found.problems:
         return Check("template", False, "; ".join(found.problems))
     return Check("template", True, f"model_type {found.model_type}, template {found.template} ({found.source})")
@@ -138,11 +138,10 @@ def _extra_args_check(recipe: Recipe) -> Check:
 
     method = get_method(recipe.method)
     try:
-        import swift.llm.argument as arguments
+        from swiftkit.stack.dialect import swift_api
 
-        cls = getattr(arguments, method.arguments)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-    except (ImportError, AttributeError) as exc:
+        fields = {f.name: f for f in dataclasses.fields(swift_api(method.arguments))}
+    except SwiftkitError as exc:
         return Check("extra_args", False, f"cannot read ms-swift's {method.arguments} to check them ({exc})")
     problems = []
     for name, value in recipe.extra_args.items():

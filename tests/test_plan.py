@@ -320,3 +320,16 @@ def test_every_cluster_problem_is_reported_at_once():
         plan(load_recipe("muice_full"), Cluster(0, nnodes=2, node_rank=5, master_port=70000))
     assert str(err.value) == ("--gpus 0: need at least 1; --node-rank 5: must be in 0..1; --nnodes 2: several nodes "
                               "need --master-addr (rank 0's address); --master-port 70000: not a port number")
+
+
+def test_hybrid_thinking_templates_are_the_installed_registry_s():
+    """The templates whose enable_thinking default changed between ms-swift majors are pinned by the plan and by
+    infer/serve (swiftkit.stack.dialect.pinned_flags); the set is checked against the installed registry."""
+    from swiftkit.stack.dialect import HYBRID_THINKING_TEMPLATES, swift_api
+
+    installed = {name for name, meta in swift_api("TEMPLATE_MAPPING").items()
+                 if meta.is_thinking and meta.non_thinking_prefix}
+    assert installed == HYBRID_THINKING_TEMPLATES
+    argv = plan(load_recipe("fortune_lora"), Cluster(nproc_per_node=1)).argv
+    assert argv[argv.index("--enable_thinking") + 1] == "true"
+    assert "--enable_thinking" not in plan(load_recipe("muice_full"), Cluster(nproc_per_node=1)).argv

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from swiftkit.stack.backend import Backend
+from swiftkit.stack.dialect import pinned_flags
 
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
@@ -66,7 +67,7 @@ def _model_args(spec: ModelSpec) -> list[str]:
     if spec.model_type:
         args += ["--model_type", spec.model_type]
     if spec.template:
-        args += ["--template", spec.template]
+        args += ["--template", spec.template, *pinned_flags(spec.template)]
     if spec.system is not None:
         args += ["--system", spec.system]
     if spec.torch_dtype:

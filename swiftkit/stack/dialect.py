@@ -99,6 +99,19 @@ SWIFT4 = Dialect(
 )
 
 
+HYBRID_THINKING_TEMPLATES: frozenset[str] = frozenset({
+    "deepseek_v3_1", "glm4_5", "glm4_5v", "glm4_7", "hunyuan", "minicpmv4_5", "qwen3", "youtu_llm"})
+"""Chat templates that think or not by a switch (a thinking prefix and a non-thinking one). ms-swift 3.12 defaults
+them to thinking; 4.3.1 and later to not thinking (PR #9557), which would silently change what a recipe trains and
+answers. swiftkit passes ``--enable_thinking true`` for them (:func:`pinned_flags`), so a recipe means the same on
+both majors. tests/test_plan.py checks this set against the installed ms-swift's registry."""
+
+
+def pinned_flags(template: str | None) -> list[str]:
+    """Flags that fix a default which changed between majors, for a run with ``template``: 3.12's meaning."""
+    return ["--enable_thinking", "true"] if template in HYBRID_THINKING_TEMPLATES else []
+
+
 def flag_value(argv: Sequence[str], name: str) -> str | None:
     """The value after ``--name`` in an ms-swift argument list (its first value for a list flag); None when absent."""
     flag = f"--{name}"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from swiftkit.core.errors import SwiftkitError
-from swiftkit.stack.dialect import SWIFT3, Dialect
+from swiftkit.stack.dialect import SWIFT3, Dialect, pinned_flags
 from swiftkit.train.grpo.rewards import OPTIONS_ENV, options_env_value
 from swiftkit.train.methods import DEFAULT_METHOD, get_method
 from swiftkit.train.recipes import GrpoSpec, Recipe
@@ -259,6 +259,8 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         args.append(("model_type", recipe.model_type))
     if recipe.template:
         args.append(("template", recipe.template))
+        pinned = pinned_flags(recipe.template)
+        args += [(pinned[i][2:], pinned[i + 1]) for i in range(0, len(pinned), 2)]
     # No --trust_remote_code flag: ms-swift 3.12.6 has no such argument (it would be rejected as unknown) and always
     # loads with trust_remote_code=True. The recipe's switch is enforced by preflight instead (remote_code check).
     args.append(("train_type", recipe.train_type))

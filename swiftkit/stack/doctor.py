@@ -45,7 +45,7 @@ def collect() -> dict[str, Any]:
 def check_versions() -> list[versions.VersionCheck]:
     """Each supported distribution against its range; an absent optional one is fine."""
     checks = []
-    for name, spec in versions.SUPPORTED.items():
+    for name, spec in versions.supported_for(versions.installed("ms-swift")).items():
         version = versions.installed(name)
         if name == "ms-swift":  # the dialect table decides (3.12.x, or 4.x translated), as preflight does
             spec, ok = _ms_swift(version)
@@ -58,7 +58,7 @@ def check_versions() -> list[versions.VersionCheck]:
 def _ms_swift(version: Optional[str]) -> tuple[str, bool]:
     """ms-swift's range as the dialect table decides it (3.12.x, or 4.x translated), as preflight does."""
     try:
-        dialect_for(version)
-        return f"{SUPPORTED_RANGE} (4.x translated)", True
+        dialect = dialect_for(version)
+        return f"{versions.supported_for(version)['ms-swift']} ({dialect.name} dialect)", True
     except SwiftkitError:
-        return f"{SUPPORTED_RANGE} (4.x translated)", False
+        return f"{SUPPORTED_RANGE}, or 4.x", False

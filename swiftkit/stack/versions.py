@@ -26,7 +26,21 @@ SUPPORTED: dict[str, str] = {
     "vllm": ">=0.8,<0.11.1",
     "bitsandbytes": ">=0.43",
 }
-"""Distribution name -> supported specifier."""
+"""Distribution name -> supported specifier, with ms-swift 3.12.x (the main venv's stack)."""
+
+SUPPORTED_4X: dict[str, str] = {
+    **SUPPORTED,
+    "ms-swift": ">=4.0,<5",  # tested: 4.6.0 (`make test-swift4`)
+    "trl": ">=0.20,<1.0",
+    "peft": ">=0.11,<0.21",
+    "datasets": ">=4.0,<4.8.5",  # 4.6.0's own requirement; 3.12.x needs <4.0, hence a venv per major
+}
+"""The ranges beside an ms-swift 4.x (its declared requirements, with transformers kept at swiftkit's pin)."""
+
+
+def supported_for(ms_swift: Optional[str]) -> dict[str, str]:
+    """The supported ranges that go with the installed ms-swift (3.x: :data:`SUPPORTED`; 4.x: :data:`SUPPORTED_4X`)."""
+    return SUPPORTED_4X if ms_swift and ms_swift.split(".")[0] == "4" else SUPPORTED
 
 OPTIONAL = {"deepspeed", "vllm", "bitsandbytes"}
 """Packages a CPU install may lack (vLLM needs CUDA; DeepSpeed only matters with several GPUs; bitsandbytes is the

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from swiftkit.stack.dialect import flag_value
-from swiftkit.stack.versions import SUPPORTED, in_range, installed
+from swiftkit.stack.versions import in_range, installed, supported_for
 from swiftkit.train.checks import Check
 from swiftkit.train.plan import Cluster, Plan, dataset_file
 from swiftkit.train.recipes import GrpoSpec, Recipe
@@ -46,7 +46,7 @@ def package_checks(g: GrpoSpec, recipe_device: str) -> list[Check]:
     msgspec = installed("msgspec")
     out.append(Check("msgspec", msgspec is not None,
                      msgspec or "ms-swift's GRPO imports msgspec; install swiftkit's dependencies (make install)"))
-    trl, wanted = installed("trl"), SUPPORTED["trl"]
+    trl, wanted = installed("trl"), supported_for(installed("ms-swift"))["trl"]
     ok = trl is not None and in_range(trl, wanted)
     out.append(Check("trl", ok, f"{trl} (GRPO needs {wanted})" if trl else f"not installed (GRPO needs {wanted})"))
     if g.rollout.backend != "pt":

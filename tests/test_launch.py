@@ -84,15 +84,16 @@ def test_method_is_a_recipe_field_the_plan_and_worker_follow(workspace, capsys):
 
 
 def test_plan_shell_line_quotes_every_token():
-    """A value that starts with `--` is still quoted: the pasted line cannot run anything (`--set model=...`)."""
+    """A value with shell characters is quoted: the pasted line cannot run anything (`--set model=...`); one that
+    starts with `--` is refused outright (tests/test_trust.py)."""
     import shlex
 
     from swiftkit.train.plan import Cluster, plan
     from swiftkit.train.recipes import load_recipe
 
-    p = plan(load_recipe("smoke_tiny", ["model=--m;echo INJECTED;"]), Cluster(1))
+    p = plan(load_recipe("smoke_tiny", ["model=m;echo INJECTED;"]), Cluster(1))
     line = p.shell()
-    assert "'--m;echo INJECTED;'" in line
+    assert "'m;echo INJECTED;'" in line
     assert shlex.split(line.replace("\\\n", " "))[1:] == p.argv  # env first, then exactly the argv
 
 

@@ -316,8 +316,8 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
     errors: list[str] = []
 
     def output(line: str) -> None:
-        if line.startswith(ERROR_PREFIX):  # a rank's one-line fatal error (a failed checkpoint save)
-            errors.append(line[len(ERROR_PREFIX):])
+        if ERROR_PREFIX in line:  # a rank's one-line fatal error (a failed checkpoint save), maybe after tqdm's \r
+            errors.append(line.split(ERROR_PREFIX, 1)[1])
         if on_output is not None:
             on_output(line)
 

@@ -20,9 +20,9 @@ launcher repeats that line as its error.
 
 Test hook (used by tests/test_checkpoints.py, documented here so it is not a secret): with
 ``SWIFTKIT_TEST_PAUSE_SAVE=<step>`` in the environment, the save of ``checkpoint-<step>`` stops for good right after
-the weights are written and before the optimizer state (``Trainer._save_optimizer_and_scheduler``); rank 0 first
-writes ``checkpoint-<step>/.swiftkit-test-paused`` (JSON: its pid and process group). A test then SIGKILLs the
-training at a known point of a save, without racing a clock.
+the weights are written and before the optimizer state (``Trainer._save_optimizer_and_scheduler``); each rank R
+first writes ``checkpoint-<step>/.swiftkit-test-paused-R`` (JSON: its pid and its parent's, torchrun's when several
+processes train). A test then SIGKILLs the training at a known point of a save, without racing a clock.
 """
 from __future__ import annotations
 
@@ -131,8 +131,8 @@ def persona_into(folder: Path) -> None:
 
 def os_error_text(exc: BaseException) -> str:
     """The OS error behind a failed save, in words: an OSError in the exception chain (``File too large
-    (model.safetensors)``), the errno inside a safetensors error (``Os { code: 28 ... }``), else the exception's
-    first line (torch's zip writer reports only "file write failed")."""
+    (model.safetensors)``), the errno inside a safetensors error (``(os error 28)``), else the exception's first
+    line (torch's zip writer reports only "file write failed")."""
     seen: set[int] = set()
     link: Optional[BaseException] = exc
     while link is not None and id(link) not in seen:
@@ -141,9 +141,9 @@ def os_error_text(exc: BaseException) -> str:
             name = f" ({Path(link.filename).name})" if link.filename else ""
             return f"{link.strerror or link}{name}"
         link = link.__cause__ or link.__context__
-    code = re.search(r"Os \{ code: (\d+)", str(exc))
+    code = re.search(r"Os \{ code: (\d+)|\(os error (\d+)\)", str(exc))
     if code:
-        return os.strerror(int(code.group(1)))
+        return os.strerror(int(code.group(1) or code.group(2)))
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
@@ -170,8 +170,8 @@ def _install_pause(trainer: Any, step: int) -> None:
 
     def _save_optimizer_and_scheduler(self, output_dir):  # type: ignore[no-untyped-def]
         if self.state.global_step == step:
-            if self.args.should_save:
-                write_json(Path(output_dir) / PAUSED, {"pid": os.getpid(), "pgid": os.getpgid(0)})
+            rank = int(os.environ.get("RANK", "0"))
+            write_json(Path(output_dir) / f"{PAUSED}-{rank}", {"pid": os.getpid(), "ppid": os.getppid()})
             while True:  # until killed
                 time.sleep(60)
         return original(self, output_dir)

@@ -149,6 +149,20 @@ def test_resume_takes_the_newest_complete_checkpoint_and_says_what_it_restores(t
         launch.plan_run("smoke_tiny", resume=str(none))
 
 
+def test_check_fails_a_cut_checkpoint_in_one_line_and_loads_nothing(tmp_path, capsys):
+    run = _run_with(tmp_path, {2: "ok", 4: "cut"})
+    before = sorted((p.name, p.stat().st_size) for p in (run / "checkpoint-4").iterdir())
+    for extra in (["--fix", "--no-probe"], []):  # with the probe too: no model load, no traceback
+        assert cli_main(["check", str(run), "--checkpoint", str(run / "checkpoint-4"), *extra]) == 1
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith("FAIL  checkpoint  checkpoint-4 is incomplete: model.safetensors is "), lines
+        assert [line.split()[:2] for line in lines[1:5]] == [["SKIP", n] for n in ("eos", "stop_label", "template",
+                                                                                   "identity")]
+    assert sorted((p.name, p.stat().st_size) for p in (run / "checkpoint-4").iterdir()) == before
+    report = json.loads((run / "check_report.json").read_text())
+    assert report["ok"] is False and report["checks"][0]["data"]["marked"] is True
+
+
 def test_a_failed_save_names_the_os_error():
     from swiftkit.train.saving import os_error_text
 

@@ -149,12 +149,17 @@ def test_resume_takes_the_newest_complete_checkpoint_and_says_what_it_restores(t
         launch.plan_run("smoke_tiny", resume=str(none))
 
 
+def _verdicts(out: str) -> list[str]:
+    """`swiftkit check`'s result lines (ms-swift logs to stdout as well)."""
+    return [line for line in out.splitlines() if line[:4] in ("PASS", "FAIL", "SKIP")]
+
+
 def test_check_fails_a_cut_checkpoint_in_one_line_and_loads_nothing(tmp_path, capsys):
     run = _run_with(tmp_path, {2: "ok", 4: "cut"})
     before = sorted((p.name, p.stat().st_size) for p in (run / "checkpoint-4").iterdir())
     for extra in (["--fix", "--no-probe"], []):  # with the probe too: no model load, no traceback
         assert cli_main(["check", str(run), "--checkpoint", str(run / "checkpoint-4"), *extra]) == 1
-        lines = capsys.readouterr().out.splitlines()
+        lines = _verdicts(capsys.readouterr().out)
         assert lines[0].startswith("FAIL  checkpoint  checkpoint-4 is incomplete: model.safetensors is "), lines
         assert [line.split()[:2] for line in lines[1:5]] == [["SKIP", n] for n in ("eos", "stop_label", "template",
                                                                                    "identity")]
@@ -267,12 +272,12 @@ def test_kill_9_during_a_save_then_resume_continues_from_the_last_complete_check
 
     # check: the default takes checkpoint-2 and names the half one; the half one named explicitly FAILs in one line
     assert cli_main(["check", str(run), "--fix", "--no-probe"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].startswith(
+    assert _verdicts(capsys.readouterr().out)[0].startswith(
         "PASS  checkpoint  checkpoint-2 complete (marked complete by swiftkit); newer incomplete skipped: checkpoint-4 (")
     before = sorted((p.name, p.stat().st_size) for p in half.iterdir())
     for extra in (["--fix", "--no-probe"], []):  # the probe too: nothing is loaded from a half checkpoint
         assert cli_main(["check", str(run), "--checkpoint", str(half), *extra]) == 1
-        lines = capsys.readouterr().out.splitlines()
+        lines = _verdicts(capsys.readouterr().out)
         assert lines[0].startswith("FAIL  checkpoint  checkpoint-4 is incomplete: "), lines
         assert [line.split()[0] for line in lines[1:5]] == ["SKIP"] * 4
     assert sorted((p.name, p.stat().st_size) for p in half.iterdir()) == before  # --fix wrote nothing into it

@@ -11,9 +11,11 @@ later, always atomically (the persona template, ``check --fix``'s eos ids), so t
 
 **Unmarked checkpoints** (saved before swiftkit marked them, or by ``swift sft`` directly) are complete when
 transformers' ``trainer_state.json`` (written after the weights, optimizer, scheduler and RNG state) parses, the
-weights (``model*.safetensors``/``.bin`` with its index, or an adapter's) are present, and every file passes
-:func:`structure_problem`: JSON parses, a safetensors file is exactly as long as its header says, a torch file's zip
-directory is readable. A cut write fails one of these; a file that was never started is missing.
+weights (``model*.safetensors``/``.bin`` with its index, an adapter's, or DeepSpeed's ``global_step*``) are present,
+and every file passes :func:`structure_problem`: JSON parses, a safetensors file is exactly as long as its header
+says, a torch file's zip directory is readable. A cut write fails one of these; a file never started is missing.
+A checkpoint saved with ms-swift's ``use_flash_ckpt`` (asynchronous, outside ``Trainer._save_checkpoint``) is not
+marked and is judged by this rule.
 """
 from __future__ import annotations
 
@@ -134,8 +136,9 @@ def _unmarked_problems(root: Path) -> list[str]:
     if not (root / TRAINER_STATE).is_file():
         found.append(f"no {TRAINER_STATE} (the save did not finish) and no {MARKER}")
     weights = [name for name in (*_WEIGHT_INDEXES, *_WEIGHT_FILES) if (root / name).is_file()]
-    if not weights:
-        found.append("no weights (model.safetensors, pytorch_model.bin or an adapter's)")
+    deepspeed = (root / "latest").is_file() and any(p.is_dir() for p in root.glob("global_step*"))
+    if not weights and not deepspeed:  # ZeRO-3 without gathered 16-bit weights keeps them in global_step*/ only
+        found.append("no weights (model.safetensors, pytorch_model.bin, an adapter's or DeepSpeed's global_step*)")
     for index in (name for name in _WEIGHT_INDEXES if name in weights):
         try:
             shards = set(json.loads((root / index).read_bytes())["weight_map"].values())

@@ -125,7 +125,7 @@ def test_last_best_and_named_checkpoints_are_complete_ones(tmp_path):
         resolve_checkpoint(only_cut)
 
 
-def test_resume_takes_the_newest_complete_checkpoint_and_says_what_it_restores(tmp_path, monkeypatch):
+def test_resume_takes_the_newest_complete_checkpoint_and_says_what_it_restores(tmp_path, monkeypatch, capsys):
     from swiftkit.train import launch
 
     monkeypatch.chdir(ROOT)  # the repository's recipes/smoke_tiny.yaml
@@ -139,6 +139,9 @@ def test_resume_takes_the_newest_complete_checkpoint_and_says_what_it_restores(t
     with pytest.raises(SwiftkitError, match=r"--resume .*checkpoint-4: incomplete checkpoint \(model.safetensors .*; "
                                             r"the newest complete one is .*checkpoint-2"):
         launch.plan_run("smoke_tiny", resume=str(run / "checkpoint-4"))
+
+    assert cli_main(["train", "smoke_tiny", "--resume", str(run), "--dry-run"]) in (0, 1)  # preflight: no model here
+    assert f"# {planned.resume_note}" in capsys.readouterr().out.splitlines()
 
     weights = _run_with(tmp_path / "w", {2: "weights"})
     note = launch.plan_run("smoke_tiny", resume=str(weights)).resume_note

@@ -76,6 +76,15 @@ def resolve(src: str | os.PathLike[str]) -> Path:
     return path
 
 
+def link_boundary(folder: Path) -> Path:
+    """The folder that links under ``folder`` (a real path) may lead into: ``folder`` itself, or for a Hugging Face
+    cache snapshot (``.../datasets--owner--name/snapshots/REV``, whose files are links to ``../../blobs/HASH``) the
+    dataset's own cache folder."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("datasets--"):
+        return folder.parent.parent
+    return folder
+
+
 def model_hub() -> str:
     """The hub ms-swift takes models from: Hugging Face when ``USE_HF`` is set, else ModelScope."""
     return "Hugging Face" if _env_flag("USE_HF") else "ModelScope"

@@ -13,6 +13,7 @@ from typing import Mapping, Optional, Sequence
 
 from datasets_prep.errors import ProblemsError, SwiftkitError
 from datasets_prep.oserrors import shown
+from datasets_prep.vocab import special_token_text
 
 OVER_LENGTH = ("keep", "truncate", "drop")
 """The ``over_length`` policies."""
@@ -121,6 +122,9 @@ class PrepOptions:
             for value in values or ():
                 if not _is_text(value):
                     found.append(f"{label} {shown(value)!r}: not valid text (undecodable bytes or a lone surrogate)")
+                elif (token := special_token_text(value)) is not None:  # every record would be rejected for it
+                    found.append(f"{label}: holds special-token text {token!r}, which the tokenizer reads as a "
+                                 "control token, not as text; remove it")
         if self.tokenizer is not None and not Path(self.tokenizer).is_dir():
             found.append(f"--tokenizer {shown(self.tokenizer)}: no such folder")
         for check, value in ((check_encoding, self.encoding), (parse_columns, self.columns),

@@ -5,7 +5,10 @@
   before anything is written.
 - Locked: ``fcntl.flock`` on ``OUT/.prep.lock``, holding the holder's pid. A second prep into the same ``--out``
   fails at once naming that pid, and the first finishes intact. The OS drops the lock when its process dies, so it
-  is never stale; the file is removed on exit. Temp files a killed (SIGKILL) prep left are removed once locked.
+  is never stale; the file is removed on exit. The lock is opened without following a link (``O_NOFOLLOW``) and
+  only a file prep could have made (regular, one name, empty or a pid) is truncated: a link or a foreign file named
+  ``.prep.lock`` is refused with one line, its target untouched. Temp files a killed (SIGKILL) prep left are
+  removed once locked.
 - All or nothing: each output is written to a temp file beside it (``datasets_prep.atomic``); ``commit()`` syncs them
   all, then renames them over the old files in order, ``manifest.json`` last, with stop signals (``interrupt.held``)
   waiting until the renames are done. A stale manifest is removed first, so a manifest beside the data means the run finished.
@@ -17,6 +20,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ContextManager, Iterable, Optional
@@ -112,10 +116,23 @@ class OutputDir:
         time it is locked: then the lock is on a deleted file, and the open is tried again."""
         lock_path = self.path / LOCK_NAME
         while True:
-            try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            try:  # never through a link: the pid written below would overwrite the link's target
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+                             0o666)
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise SwiftkitError(f"{shown(lock_path)}: a symbolic link, not a prep lock; prep never writes "
+                                        "through a link: remove it") from None
                 raise os_failure(f"--out {self.path}", "write there", exc) from None
+            try:
+                foreign = _foreign(fd)
+            except OSError as exc:
+                os.close(fd)
+                raise os_failure(lock_path, "read", exc) from None
+            if foreign is not None:
+                os.close(fd)
+                raise SwiftkitError(f"{shown(lock_path)}: {foreign}, not a prep lock; prep will not overwrite it: "
+                                    "remove it")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -127,7 +144,7 @@ class OutputDir:
                         "wait for it to finish or choose another --out") from None
                 raise os_failure(f"--out {self.path}", "lock", exc) from None
             try:
-                current = os.stat(lock_path)
+                current = os.lstat(lock_path)
                 opened = os.fstat(fd)
                 same = (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
             except FileNotFoundError:
@@ -190,6 +207,19 @@ class OutputDir:
 
 class _NotCommitted(Exception):
     """Thrown into the temp files of an ``OutputDir`` left without ``commit()``, so they are removed."""
+
+
+def _foreign(fd: int) -> Optional[str]:
+    """Why the opened ``.prep.lock`` is not one prep made (so truncating it would destroy someone's data), or
+    ``None``: it must be a regular file with one name, empty or holding a pid (a SIGKILLed prep leaves that)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_nlink > 1:
+        return f"a hard link ({st.st_nlink} names for one file)"
+    if st.st_size and (st.st_size > 32 or not os.pread(fd, 33, 0).strip().isdigit()):
+        return "a file holding other data"
+    return None
 
 
 def _read_pid(fd: int) -> str:

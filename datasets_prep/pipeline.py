@@ -2,6 +2,10 @@
 
     reader -> Conversation | Reject -> system prompt -> placeholders -> validate -> dedupe -> split/score -> write
 
+Validation includes special-token text: a record with ``<|im_end|>`` (or any special token of the counting
+tokenizer, :func:`datasets_prep.vocab.special_tokens`) in a message is a reject naming the message and the token.
+Refused, not escaped: no escape survives every chat template and tokenizer the data may meet, and a refusal is seen.
+
 Everything streams: records are written as they are read, and the only per-record state kept is a 16-byte
 digest (for dedupe) and one token count. Split and score come from a keyed BLAKE2b hash of (seed, messages),
 so they are deterministic per record and seed without holding the data, and reruns are byte-identical.
@@ -16,6 +20,9 @@ covers the messages only, so neither column moves a record between splits or cha
 every output written to a temp file and all renamed together at the end, ``manifest.json`` last (a stale one is
 removed first), so a manifest beside the data means the run finished. A record that cannot be parsed or written
 (nested too deep, not valid Unicode) is a reject like any other; an OS error is one line naming the path.
+A run where every record is rejected still fails (one line), but only after writing its outputs: rejects.jsonl
+with every reject, empty train/val, and a manifest whose counts reconcile and whose ``error`` says why (training
+refuses an empty train file); a run that read no record at all writes nothing.
 """
 from __future__ import annotations
 
@@ -39,6 +46,7 @@ from datasets_prep.scorefield import ScoreField
 from datasets_prep.sourcefiles import check_encoding, parse_columns
 from datasets_prep.token_counter import token_counter
 from datasets_prep.validate import check_messages
+from datasets_prep.vocab import SPECIAL_TOKEN_TEXTS, special_token_text
 
 COLUMNS = ("messages", "score", "solution")  # the keys of every output line, in order
 PROGRESS_EVERY = 1000
@@ -74,6 +82,16 @@ def build_messages(conv: Conversation, *, system: str, single_turn: bool,
         for m in messages:
             m["content"] = _fill(m["content"], model_name, model_author, idx)
     return messages
+
+
+def _special_token(messages: list[dict[str, Any]], tokens: tuple[str, ...]) -> Optional[str]:
+    """Why ``messages`` cannot be trained on because a content holds special-token text, or ``None``."""
+    for i, m in enumerate(messages):
+        content = m["content"]
+        if isinstance(content, str) and (found := special_token_text(content, tokens)) is not None:
+            return (f"messages[{i}] ({m['role']}) content holds special-token text {found!r}, which the tokenizer "
+                    "reads as a control token, not as text; remove it from the data")
+    return None
 
 
 def _one_line_ends(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -167,6 +185,11 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
     # the tokenizer that counts: loaded before the lock, so a folder it cannot use fails with nothing touched
     tokens = token_counter(options.tokenizer) if token_stats or measure else None
 
+    # special-token text is refused, never escaped: found in the JSON bytes of a record (one search), explained
+    # per message only then; the tokens are the counting tokenizer's specials where it is loaded
+    specials = tokens.specials if tokens is not None else SPECIAL_TOKEN_TEXTS
+    special_in = re.compile(b"|".join(re.escape(fastjson.dumps(t)[1:-1]) for t in specials)).search
+
     key = str(seed).encode()[:64]
     threshold = int(val_ratio * 2**64)
     n_choices = len(choices)
@@ -175,7 +198,7 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
     seeded = hashlib.blake2b(digest_size=16, key=key)  # copied per record: cheaper than keying each hash
     seen_add = DigestSet().add
     counts = {"read": 0, "train": 0, "val": 0, "rejected": 0, "duplicates": 0}
-    n_replaced = n_line_ends = n_dup_kept = n_over = n_truncated = 0
+    n_replaced = n_line_ends = n_dup_kept = n_over = n_truncated = n_special = 0
     inputs: dict[str, str] = {}
     first_reject: Optional[Reject] = None
     moved = False
@@ -244,6 +267,10 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
                 reject(Reject(item.file, item.line, f"cannot be written as JSON: {exc}", item.raw))
                 continue
             if b"{{" in body and (reason := _unfilled(messages)) is not None:
+                reject(Reject(item.file, item.line, reason, item.raw))
+                continue
+            if special_in(body) is not None and (reason := _special_token(messages, specials)) is not None:
+                n_special += 1
                 reject(Reject(item.file, item.line, reason, item.raw))
                 continue
             if b"\\r" in body:  # JSON writes a CR as \r; rare, so the check is all most records pay
@@ -319,10 +346,14 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             counts["train"] -= 1
             counts["val"] += 1
             moved = True
+        failed: Optional[SwiftkitError] = None
         if counts["train"] + counts["val"] == 0:
             where = f"; first reject {first_reject.file}:{first_reject.line}: {first_reject.reason}" if first_reject else ""
-            raise SwiftkitError(f"{shown(src_text)}: no valid record ({counts['read']} read, {counts['rejected']} "
-                                f"rejected, {counts['duplicates']} duplicates){where}")
+            kept = f"; every reject is in {shown(out_dir / 'rejects.jsonl')}" if counts["rejected"] else ""
+            failed = SwiftkitError(f"{shown(src_text)}: no valid record ({counts['read']} read, {counts['rejected']} "
+                                   f"rejected, {counts['duplicates']} duplicates){where}{kept}")
+            if not counts["rejected"]:
+                raise failed  # nothing to keep: the old outputs stay as they were
 
         inputs = {label: inputs[label] for _, label, _ in specs}  # in reading order
         manifest: dict[str, Any] = {
@@ -344,6 +375,8 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             "system_replaced": n_replaced,
             # records with \r\n or a lone \r in a message, written with \n
             "line_ends_normalized": n_line_ends,
+            # records rejected for special-token text (<|im_end|>...) in a message (counted in "rejected")
+            "special_token_rejects": n_special,
             "over_length": ({"policy": "keep"} if not measure else
                             {"policy": over_length, "over": n_over, "truncated": n_truncated,
                              "dropped": n_over - n_truncated, "tokenizer": tokens.name}),
@@ -353,6 +386,8 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             "inputs": inputs,
             "val_fallback": moved,
         }
+        if failed is not None:  # the rejects are kept, beside empty train/val and this manifest saying why
+            manifest["error"] = str(failed)
         manifest["outputs"] = {"train.jsonl": train.sha.hexdigest(), "val.jsonl": val.sha.hexdigest(),
                                "rejects.jsonl": rejects.sha.hexdigest()}
         if counter is not None:
@@ -361,7 +396,7 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
             counter.flush()
             manifest["token_lengths"] = {**summarize(counter.lengths, max_length), "tokenizer": tokens.name,
                                          "rendering": tokens.rendering}
-            if histogram:
+            if histogram and failed is None:
                 def keep_png(path: Path, data: bytes) -> None:
                     outputs.write(path.name, data)
                     manifest["outputs"][path.name] = hashlib.sha256(data).hexdigest()
@@ -373,4 +408,6 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
         assert counts["read"] == counts["train"] + counts["val"] + counts["rejected"] + counts["duplicates"]
         outputs.write("manifest.json", json_text(manifest).encode("utf-8"))
         outputs.commit()
+    if failed is not None:
+        raise failed
     return manifest

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datasets_prep.errors import SwiftkitError
+from datasets_prep.vocab import SPECIAL_TOKEN_TEXTS
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 QWEN_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+SPECIAL_TOKENS = list(SPECIAL_TOKEN_TEXTS)  # the order fixes their ids below
 ENDOFTEXT_ID, IM_START_ID, IM_END_ID = 151643, 151644, 151645
 
 # The Qwen2-Instruct chat template (no tools): a record without a system message gets the Qwen default,

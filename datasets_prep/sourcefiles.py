@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from datasets_prep import fastjson
+from datasets_prep import fastjson, hub
 from datasets_prep.atomic import sha256_file
 from datasets_prep.errors import SwiftkitError
 from datasets_prep.oserrors import os_failure, shown
@@ -98,17 +98,22 @@ def sniff_utf8(path: Path, name: str) -> None:
 
 
 def list_data_files(root: Path) -> list[Path]:
-    """A file, or every data file under a folder (sorted, recursive, hidden entries skipped, links followed).
+    """A file, or every data file under a folder (sorted, recursive, hidden entries skipped, links followed while
+    they stay inside the folder).
 
     Nothing under the folder is left out silently (that would be data loss): a folder that cannot be listed, an
     entry that cannot be looked at (a broken link) and one that is neither a file nor a folder (a FIFO, a socket,
-    a device) are each an error naming the path.
+    a device) are each an error naming the path. A link to a data file or a folder that really lies outside the
+    folder is an error too, before anything is read (prep reads what ``--src`` holds, never what a link in it points
+    at elsewhere; a Hugging Face cache snapshot's links into its own repo folder are inside, see
+    :func:`datasets_prep.hub.link_boundary`).
     """
     if not os.path.lexists(root):
         raise SwiftkitError(f"{shown(root)}: no such file or folder")
     top = _stat(root)
     if stat.S_ISREG(top.st_mode):
         return [root]
+    boundary = hub.link_boundary(Path(os.path.realpath(root)))
     files = []
     seen = {(top.st_dev, top.st_ino)}
     folders = [root]
@@ -116,17 +121,26 @@ def list_data_files(root: Path) -> list[Path]:
         folder = folders.pop()
         try:
             with os.scandir(folder) as entries:
-                names = [entry.name for entry in entries if not entry.name.startswith(".")]
+                names = [(entry.name, entry.is_symlink()) for entry in entries if not entry.name.startswith(".")]
         except OSError as exc:
             raise os_failure(folder, "read the folder", exc) from None
-        for name in names:
+        for name, link in names:
             path = folder / name
             st = _stat(path)
-            if stat.S_ISDIR(st.st_mode):
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if not is_dir and path.suffix.lower() not in SUFFIXES:
+                continue  # not data: never read, wherever it points
+            if link:  # entries of a folder inside the boundary are inside it too; only a link can lead out
+                real = Path(os.path.realpath(path))
+                if real != boundary and boundary not in real.parents:
+                    raise SwiftkitError(f"{shown(path)}: a symbolic link to {shown(real)}, outside --src "
+                                        f"{shown(root)}; prep reads only what lies inside --src: copy it in, or "
+                                        "pass it as --src itself")
+            if is_dir:
                 if (st.st_dev, st.st_ino) not in seen:  # a link back to a folder already listed adds nothing
                     seen.add((st.st_dev, st.st_ino))
                     folders.append(path)
-            elif path.suffix.lower() in SUFFIXES:
+            else:
                 files.append(path)
     if not files:
         raise SwiftkitError(f"{shown(root)}: no data files (looked for {', '.join(SUFFIXES)})")
@@ -173,16 +187,15 @@ def iter_file(path: Path, label: str | None = None, digests: Optional[dict[str, 
         if suffix != ".parquet" and encoding is None:
             sniff_utf8(path, name)
         if suffix in (".json", ".jsonl"):
-            with open(path, "rb") as fh:
-                head = fh.read(4096).lstrip(_BOM).lstrip()
+            array = encoding is None and _first_byte(path) == b"["
             if encoding is not None:
                 records = _iter_json_text(path, name, encoding)
-            elif not head.startswith(b"["):
+            elif not array:
                 records = _iter_jsonl(path, name, digests)
             else:
                 records = _iter_json_array(path, name)
             yield from (records if columns is None else _rename_json(records, name, columns))
-            if encoding is None and not head.startswith(b"["):
+            if encoding is None and not array:
                 return  # JSON Lines hashed its blocks on the way
         elif suffix == ".csv":
             yield from _iter_csv(path, name, encoding, columns)
@@ -192,6 +205,20 @@ def iter_file(path: Path, label: str | None = None, digests: Optional[dict[str, 
             digests[name] = sha256_file(path)
     except OSError as exc:
         raise os_failure(path, "read", exc) from None
+
+
+def _first_byte(path: Path) -> bytes:
+    """The first byte of ``path`` after a UTF-8 BOM and any amount of whitespace (``b""`` when there is none): ``[``
+    makes a ``.json``/``.jsonl`` file a JSON array, anything else JSON Lines. Reads on until it finds one, so
+    leading whitespace of any length cannot make an array look like JSON Lines."""
+    with open(path, "rb") as fh:
+        block = fh.read(_SNIFF).removeprefix(_BOM)
+        while block:
+            rest = block.lstrip()
+            if rest:
+                return rest[:1]
+            block = fh.read(_SNIFF)
+    return b""
 
 
 def _missing_columns(name: str, columns: dict[str, str], have: Any, what: str = "columns") -> SwiftkitError:
@@ -243,7 +270,7 @@ def _iter_jsonl(path: Path, name: str, digests: Optional[dict[str, str]] = None)
     rest = b""
     with open(path, "rb") as fh:
         while True:
-            block = fh.read(_BLOCK)
+            block = fh.read(_SNIFF)
             if sha is not None:
                 sha.update(block)
             if not block:

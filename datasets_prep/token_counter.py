@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from datasets_prep.errors import SwiftkitError
 from datasets_prep.oserrors import shown
+from datasets_prep.vocab import SPECIAL_TOKEN_TEXTS, special_tokens
 
 BUNDLED = "qwen (bundled)"
 """The manifest's name for the bundled Qwen tokenizer (datasets_prep.qwen_tokenizer)."""
@@ -43,6 +44,8 @@ class TokenCounter:
     """texts -> token counts (one batch through the fast tokenizer)."""
     offsets: Callable[[str], list[tuple[int, int]]]
     """text -> the character span of each of its tokens (``--over-length truncate`` cuts at a token boundary)."""
+    specials: tuple[str, ...] = SPECIAL_TOKEN_TEXTS
+    """The special-token text data may not hold: :func:`datasets_prep.vocab.special_tokens` of this tokenizer."""
 
 
 def _counter(name: str, rendering: str, render: Callable[[Sequence[dict[str, Any]]], str], backend: Any) -> TokenCounter:
@@ -55,7 +58,7 @@ def _counter(name: str, rendering: str, render: Callable[[Sequence[dict[str, Any
     def offsets(text: str) -> list[tuple[int, int]]:
         return backend.encode(text, add_special_tokens=False).offsets
 
-    return TokenCounter(name, rendering, render, count, offsets)
+    return TokenCounter(name, rendering, render, count, offsets, special_tokens(backend))
 
 
 @functools.lru_cache(maxsize=1)

@@ -131,7 +131,8 @@ def test_the_layer_and_cycle_rules_can_fail():
 
 # ---- one CLI convention (swiftkit/cli/__init__.py's docstring) ----
 
-PROCESS_ENTRY_POINTS = {"swiftkit/train/worker.py", "swiftkit/deploy/deploy_child.py", "swiftkit/deploy/llamacpp.py"}
+PROCESS_ENTRY_POINTS = {"swiftkit/train/worker.py", "swiftkit/deploy/deploy_child.py", "swiftkit/deploy/llamacpp.py",
+                        "swiftkit/stack/swift_child.py"}
 """Modules swiftkit starts as child processes (``python -m ...``): they read their own argv, and are no commands."""
 
 

@@ -118,7 +118,8 @@ def test_unusable_inputs_fail_with_one_line(tmp_path, capsys):
     bad.write_text('{"text": 1}\n{"prompt": "", "completion": "x"}\n', encoding="utf-8")
     code, err = _cli(capsys, "muice", "--src", str(bad), "--out", str(tmp_path / "o"))
     assert code == 1 and "no valid record (2 read, 2 rejected" in err and "bad.jsonl:1" in err and "\n" not in err
-    assert not (tmp_path / "o" / "train.jsonl").exists()
+    assert (tmp_path / "o" / "train.jsonl").read_bytes() == b""  # the rejects are kept beside an empty train
+    assert len((tmp_path / "o" / "rejects.jsonl").read_bytes().splitlines()) == 2
 
 
 def test_cli_prep_prints_summary(tmp_path, capsys):

@@ -202,3 +202,38 @@ def test_a_folder_given_with_a_tilde_is_found(tmp_path, chars, monkeypatch):
     choice = resolve_tokenizer("~/tok")
     assert choice.folder == str(tmp_path / "tok") and choice.note is None
     assert prep("muice", MUICE, tmp_path / "o", PrepOptions(tokenizer=choice.folder, **FAST))["read"] > 0
+
+
+def test_special_tokens_are_the_bundled_tokenizers_and_a_folders_own(tmp_path):
+    """The fallback list is what the bundled tokenizer really has; a --tokenizer folder adds its own special tokens
+    (not its non-special added ones, such as Qwen3's <think>) to what prep refuses."""
+    from transformers import AutoTokenizer
+
+    from datasets_prep.qwen_tokenizer import load_qwen_tokenizer
+    from datasets_prep.token_counter import bundled, from_folder
+    from datasets_prep.vocab import (
+        SPECIAL_TOKEN_TEXTS,
+        special_token_text,
+        special_tokens,
+    )
+
+    qwen = load_qwen_tokenizer()
+    assert sorted(t.content for t in qwen.added_tokens_decoder.values() if t.special) == sorted(SPECIAL_TOKEN_TEXTS)
+    assert special_tokens(qwen) == SPECIAL_TOKEN_TEXTS == bundled().specials
+    folder = char_tokenizer(tmp_path / "tok")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok.add_special_tokens({"additional_special_tokens": ["<|eot_id|>"]})
+    tok.add_tokens(["<think>"])  # added, not special: the data's own markup
+    tok.save_pretrained(str(folder))
+    assert from_folder(folder).specials == (*SPECIAL_TOKEN_TEXTS, "[UNK]", "<|eot_id|>")  # its unk is special too
+    assert special_token_text("甲<|eot_id|>乙", from_folder(folder).specials) == "<|eot_id|>"
+    assert special_token_text("甲<|eot_id|>乙") is None and special_token_text("<think>想</think>答") is None
+    rows = [{"prompt": "问", "completion": "答<|eot_id|>"}, {"prompt": "想", "completion": "<think>嗯</think>好"}]
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    m = prep("muice", src, tmp_path / "o", PrepOptions(tokenizer=str(folder), val_ratio=0, **FAST))
+    assert (m["train"], m["rejected"], m["special_token_rejects"]) == (1, 1, 1)
+    reject = json.loads((tmp_path / "o" / "rejects.jsonl").read_text(encoding="utf-8"))
+    assert "messages[2] (assistant) content holds special-token text '<|eot_id|>'" in reject["reason"]
+    m = prep("muice", src, tmp_path / "o2", PrepOptions(val_ratio=0, **FAST))  # the bundled Qwen: plain text there
+    assert (m["train"], m["rejected"]) == (2, 0)

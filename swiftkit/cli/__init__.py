@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     raise_on_termination()
+    trust = _trust_run_code(bool(getattr(args, "trust_run_code", False)))
     try:
         return int(module.run(args) or 0)
     except Terminated as stop:
@@ -112,6 +113,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SwiftkitError as exc:
         print(f"swiftkit {name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        trust.close()
+
+
+def _trust_run_code(on: bool):
+    """``--trust-run-code`` as the environment the ms-swift children inherit (swiftkit.stack.guards), for this
+    command only."""
+    import contextlib
+    import os
+
+    from swiftkit.stack.guards import TRUST_ENV
+
+    stack = contextlib.ExitStack()
+    previous = os.environ.pop(TRUST_ENV, None)
+    if on:
+        os.environ[TRUST_ENV] = "1"
+    stack.callback(lambda: os.environ.pop(TRUST_ENV, None) if previous is None
+                   else os.environ.__setitem__(TRUST_ENV, previous))
+    return stack
 
 
 from swiftkit.core.errors import SwiftkitError, Terminated, raise_on_termination  # noqa: E402  (kept light)

@@ -8,8 +8,11 @@ from swiftkit.stack.backend import BACKEND_HELP, BACKENDS
 
 
 def add_run(parser: argparse.ArgumentParser) -> None:
-    """The positional run directory of the after-training commands."""
+    """The positional run directory of the after-training commands, and the one switch that lets it run code."""
     parser.add_argument("run", help="run directory (runs/<recipe>/v<N>)")
+    parser.add_argument("--trust-run-code", action="store_true",
+                        help="let ms-swift import the Python plugins the run's checkpoint args.json names "
+                        "(external_plugins, custom_register_path); without it they are ignored, with a line saying so")
 
 
 def add_checkpoint(parser: argparse.ArgumentParser) -> None:

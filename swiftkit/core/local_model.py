@@ -6,7 +6,9 @@ with ``USE_HF=1``), else, where the caller allows it, a download from that same 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Optional
 
 from datasets_prep.hub import HUB_ID, model_hub, snapshot_model
 from swiftkit.core.errors import SwiftkitError
@@ -40,3 +42,29 @@ def local_model_dir(model: str, *, download: bool, why: str = "model") -> str:
                                 f"({type(exc).__name__})") from None
         raise SwiftkitError(f"{why} {model}: not in the local {model_hub()} cache and this command does not "
                             f"download ({type(exc).__name__}); download it first or --set model=/path/to/folder") from None
+
+
+def cached_config_file(model: str) -> Optional[Path]:
+    """config.json of hub model ``model`` in the local cache of :func:`model_hub`, found by the caches' on-disk
+    layout without importing a hub client (they import torch: ``swiftkit plan`` must stay fast); None when absent.
+    Hugging Face: ``$HF_HUB_CACHE`` (or ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``) ``/models--owner--name/
+    snapshots/<refs/main>/``; ModelScope: ``$MODELSCOPE_CACHE`` (or ``~/.cache/modelscope/hub``) ``/models/owner/
+    name/``, where '.' in the name is stored as '___'."""
+    if not HUB_ID.match(model):
+        return None
+    owner, name = model.split("/")
+    if model_hub() == "Hugging Face":
+        home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+        repo = Path(os.environ.get("HF_HUB_CACHE") or Path(home) / "hub").expanduser() / f"models--{owner}--{name}"
+        try:
+            ref = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+        except OSError:
+            ref = ""
+        snapshots = [repo / "snapshots" / ref] if ref else sorted((repo / "snapshots").glob("*"))
+        candidates = [s / "config.json" for s in snapshots]
+    else:
+        root = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope" / "hub").expanduser()
+        candidates = [root / "models" / owner / name.replace(".", "___") / "config.json",
+                      root / "models" / owner / name / "config.json",
+                      root / owner / name.replace(".", "___") / "config.json"]
+    return next((c for c in candidates if c.is_file()), None)

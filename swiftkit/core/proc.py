@@ -16,6 +16,11 @@ from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.secrets import SECRET_ENV, quote
 
 
+NOTICE = "swiftkit notice: "
+"""A child's line that starts so is meant for the user: :func:`run_logged` also prints it to stderr (e.g. a plugin a
+checkpoint's args.json named and swiftkit ignored)."""
+
+
 def secret_forms(value: str) -> list[str]:
     """The ways a secret can appear in output: as is, in a Python repr (ms-swift logs its arguments that way), in
     JSON, shell-quoted; longest first so a form that contains another is replaced whole."""
@@ -69,6 +74,8 @@ def run_logged(cmd: Sequence[str], log_path: Path, *, env: dict[str, str],
                 log.write(line)
                 if line.strip():
                     last = line.strip()
+                if line.startswith(NOTICE):
+                    print(line.rstrip("\n"), file=sys.stderr, flush=True)
                 if on_output is not None:
                     on_output(line.rstrip("\n"))
             code = proc.wait()

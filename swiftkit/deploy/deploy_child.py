@@ -98,6 +98,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     key = take_api_key()
     os.environ.update(engine_env(flag_value(args, "infer_backend") or "pt"))  # before vLLM is imported
     shims.apply_all()
+    from swiftkit.stack.guards import guard_checkpoint_args
+
+    guard_checkpoint_args()
     make_engine_resilient()
     from swiftkit.stack.dialect import installed_entry
 

@@ -47,7 +47,7 @@ def merge_lora(run_dir: str | Path, *, checkpoint: str = "last", out: Optional[s
     partial = target.with_name(f".{target.name}.partial")
     if partial.exists():
         shutil.rmtree(partial)
-    run_child("swift.cli.export", export_merge_args(spec, str(partial.resolve())), run / "export_merge.log",
+    run_child("swiftkit.stack.swift_child", ["export_main", *export_merge_args(spec, str(partial.resolve()))], run / "export_merge.log",
               on_output=on_output)
     if not (partial / "config.json").is_file():
         raise SwiftkitError(f"swift export wrote no model to {partial}; see {run / 'export_merge.log'}")

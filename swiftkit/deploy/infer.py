@@ -87,7 +87,7 @@ def batch_infer(
                           max_new_tokens=generation.max_new_tokens, gpus=gpus),
         val_dataset=str(Path(records_file).resolve()), result_path=str(partial.resolve()),
     )
-    run_child("swift.cli.infer", infer_args(job), out.with_suffix(".log"), on_output=on_output,
+    run_child("swiftkit.stack.swift_child", ["infer_main", *infer_args(job)], out.with_suffix(".log"), on_output=on_output,
               env=engine_env(backend))
     if not partial.is_file():
         raise SwiftkitError(f"swift infer wrote no results to {partial}; see {out.with_suffix('.log')}")
@@ -133,4 +133,4 @@ def interactive_command(run_dir: str | Path, *, backend: Backend, generation: Ge
                    vllm=vllm_options(info, gpu_memory_utilization=gpu_memory_utilization,
                                      max_model_len=max_model_len, max_new_tokens=generation.max_new_tokens,
                                      gpus=visible_gpus() if backend == "vllm" else 0))
-    return python_module_command("swift.cli.infer", infer_args(job))
+    return python_module_command("swiftkit.stack.swift_child", ["infer_main", *infer_args(job)])

@@ -30,13 +30,19 @@ def stop_tokens(model_dir: str | Path) -> list[str]:
     return [by_id[i] for i in ids if i in by_id]
 
 
+def check_system(system: str) -> None:
+    """One line when ``system`` cannot be a Modelfile's SYSTEM (export calls it before any long step)."""
+    if '"""' in system:
+        raise SwiftkitError('the system prompt contains """, which an Ollama Modelfile cannot quote: change the '
+                            "persona, or export without --gguf")
+
+
 def modelfile_text(gguf_name: str, *, system: Optional[str], chatml: bool, stops: list[str]) -> str:
     lines = ["# Written by `swiftkit export`: ollama create NAME -f Modelfile (in this folder)", f"FROM ./{gguf_name}"]
     if chatml:
         lines.append(f'TEMPLATE """{CHATML_TEMPLATE}"""')
     if system:
-        if '"""' in system:
-            raise SwiftkitError('the system prompt contains """, which an Ollama Modelfile cannot quote')
+        check_system(system)
         lines.append(f'SYSTEM """{system}"""')
     lines += [f"PARAMETER stop {json.dumps(s, ensure_ascii=False)}" for s in stops]
     return "\n".join(lines) + "\n"

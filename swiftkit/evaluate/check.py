@@ -79,12 +79,10 @@ def check_eos(path: Path, end_of_turn_id: int, *, fix: bool = False, fix_path: O
 
 def load_template(info: RunInfo, tokenizer_dir: str):
     """ms-swift's template for the run (train mode: labels on), with the run's max_length."""
-    from swift.llm import get_model_tokenizer, get_template
+    from swiftkit.stack.dialect import load_template as swift_template
 
-    _, tokenizer = get_model_tokenizer(tokenizer_dir, load_model=False, model_type=info.model_type)
-    template = get_template(info.template or tokenizer.model_meta.template, tokenizer,
-                            default_system=info.system, max_length=info.max_length,
-                            truncation_strategy="right")
+    template = swift_template(tokenizer_dir, model_type=info.model_type, template=info.template,
+                              default_system=info.system, max_length=info.max_length, truncation_strategy="right")
     template.set_mode("train")
     return template
 
@@ -287,6 +285,9 @@ def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = Fal
     run = Path(run_dir)
     info = read_run_info(run)
     ckpt = resolve_checkpoint(run, checkpoint, require_complete=False)
+    if fix and not ckpt.resolve().is_relative_to(run.resolve()):
+        raise SwiftkitError(f"--fix writes into the checkpoint, and {ckpt} is outside the run {run}: copy it into the "
+                            "run, or check it without --fix")
     complete = check_complete(run, ckpt)
     if complete.ok is False:  # nothing is loaded from (or fixed in) a checkpoint whose save did not finish
         skipped = [CheckResult(name, None, "not run: the checkpoint is incomplete")

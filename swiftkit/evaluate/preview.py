@@ -88,7 +88,6 @@ def training_template(recipe_name: str, overrides: Sequence[str] = ()) -> Traini
                             "what supervised training (method sft) learns from")
     import logging
 
-    from swift.llm import get_model_tokenizer, get_template
     from transformers.utils import logging as hf_logging
 
     logging.getLogger("swift").setLevel(logging.WARNING)  # its INFO lines would bury the preview
@@ -98,11 +97,11 @@ def training_template(recipe_name: str, overrides: Sequence[str] = ()) -> Traini
     model_dir = local_model_dir(model, download=False)
     refuse_remote_code(Path(model_dir), recipe.trust_remote_code)
 
-    model_type = (flags.get("model_type") or [None])[0]
-    _, tokenizer = get_model_tokenizer(model_dir, load_model=False, model_type=model_type)
-    name = (flags.get("template") or [None])[0] or tokenizer.model_meta.template
+    from swiftkit.stack.dialect import load_template
+
     kwargs = template_kwargs(flags)
-    template = get_template(name, tokenizer, **kwargs)
+    template = load_template(model_dir, model_type=(flags.get("model_type") or [None])[0],
+                             template=(flags.get("template") or [None])[0], **kwargs)
     template.set_mode("train")
     strategy = "delete" if kwargs["truncation_strategy"] == "raise" else kwargs["truncation_strategy"]
     return TrainingTemplate(template, strategy, model_dir, kwargs["loss_scale"], list(recipe.data.train))

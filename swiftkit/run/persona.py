@@ -45,18 +45,35 @@ _PROBE_SYSTEM = "swiftkit-probe-system-message"
 
 # --- the template text ---------------------------------------------------------------------------------------
 
+_HEAD = "{%- if not messages or messages[0]['role'] != 'system' %}{%- set messages = [{'role': 'system', 'content': "
+_TAIL = "}] + messages %}{%- endif %}"
+
+
 def guard(system: str) -> str:
-    literal = json.dumps(system, ensure_ascii=False)
-    return (f"{GUARD_START}{{%- if not messages or messages[0]['role'] != 'system' %}}"
-            f"{{%- set messages = [{{'role': 'system', 'content': {literal}}}] + messages %}}"
-            f"{{%- endif %}}{GUARD_END}")
+    return f"{GUARD_START}{_HEAD}{json.dumps(system, ensure_ascii=False)}{_TAIL}{GUARD_END}"
+
+
+def _parse_guard(template: str) -> Optional[tuple[str, str]]:
+    """(persona, base template) of a guarded template; None when it does not start with swiftkit's guard.
+
+    Parsed by structure (the JSON literal is decoded, then the exact tail must follow), never by searching for the
+    end marker: a persona may contain the marker's text, and a search would end the guard inside the persona."""
+    if not template.startswith(GUARD_START + _HEAD):
+        return None
+    rest = template[len(GUARD_START + _HEAD):]
+    try:
+        persona, end = json.JSONDecoder().raw_decode(rest)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(persona, str) or not rest.startswith(_TAIL + GUARD_END, end):
+        return None
+    return persona, rest[end + len(_TAIL + GUARD_END):]
 
 
 def strip_guard(template: str) -> str:
     """The template without swiftkit's guard (the base model's own template)."""
-    if template.startswith(GUARD_START) and GUARD_END in template:
-        return template.split(GUARD_END, 1)[1]
-    return template
+    parsed = _parse_guard(template)
+    return parsed[1] if parsed else template
 
 
 def with_persona(template: str, system: str) -> str:
@@ -66,12 +83,8 @@ def with_persona(template: str, system: str) -> str:
 
 def guarded_system(template: str) -> Optional[str]:
     """The persona a guarded template defaults to; None when the template has no swiftkit guard."""
-    if not template.startswith(GUARD_START) or GUARD_END not in template:
-        return None
-    head = template[len(GUARD_START):template.index(GUARD_END)]
-    start = head.index("'content': ") + len("'content': ")
-    literal, _ = json.JSONDecoder().raw_decode(head[start:])
-    return literal
+    parsed = _parse_guard(template)
+    return parsed[0] if parsed else None
 
 
 # --- rendering (as transformers' apply_chat_template does) -----------------------------------------------------
@@ -215,14 +228,43 @@ def persona_problems(folder: str | Path, system: str) -> list[str]:
     return problems
 
 
+def added_tokens(folder: str | Path) -> list[str]:
+    """The text of every special (control) token of a saved tokenizer: ``<|im_end|>``, ``<|endoftext|>``, ...
+    (the same tokens prep refuses in data; Qwen3's non-special ``<think>`` is not one)."""
+    config = _read_json(Path(folder) / TOKENIZER_CONFIG)
+    decoder = config.get("added_tokens_decoder") or {}
+    return sorted({str(t.get("content")) for t in decoder.values()
+                   if isinstance(t, dict) and t.get("content") and t.get("special", True)})
+
+
+def persona_problem(system: str, special: Sequence[str]) -> Optional[str]:
+    """Why ``system`` cannot be a persona: it holds the text of a control token (a tokenizer reads ``<|im_end|>``
+    in text as the real token, so a persona could end its own turn and open a fake one), or a control character
+    other than newline, tab and carriage return (not every template engine decodes the escape). Anything else is inert: the persona
+    is a JSON string literal, parsed back by structure (:func:`_parse_guard`)."""
+    if not system.strip():
+        return "the persona is empty"
+    found = sorted((system.index(t), t) for t in special if t in system)
+    if found:
+        return f"the persona contains {found[0][1]!r}, the text of a control token of this tokenizer: remove it"
+    bad = next((c for c in system if (ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127), None)
+    if bad is not None:
+        return f"the persona contains the control character {bad!r}: remove it"
+    return None
+
+
 def write_persona_template(folder: str | Path, system: str) -> list[str]:
     """Make both template copies in ``folder`` default to ``system``; verify by rendering; returns what changed.
 
-    Raises SwiftkitError when the folder has no template or the written one does not render as intended.
+    Raises SwiftkitError when the folder has no template, the persona is not inert text for this tokenizer
+    (:func:`persona_problem`), or the written template does not render as intended.
     """
     root = Path(folder)
     if not (root / TOKENIZER_CONFIG).is_file():
         raise SwiftkitError(f"{root}: no {TOKENIZER_CONFIG}: not a saved tokenizer folder")
+    problem = persona_problem(system, added_tokens(root))
+    if problem:
+        raise SwiftkitError(f"{root}: {problem}")
     copies = read_templates(root)
     base = copies.main
     if base is None:
@@ -253,9 +295,13 @@ def write_persona_template(folder: str | Path, system: str) -> list[str]:
 
 def run_system(info: "RunInfo") -> Optional[str]:
     """The system prompt a run was trained with: the recipe's ``data.system``, else the first train record's own."""
-    if info.system:
-        return info.system
-    for name in info.train_files:
+    return info.system or first_record_system(info.train_files)
+
+
+def first_record_system(train_files: Sequence[str]) -> Optional[str]:
+    """The system message of the first record of the first readable train file (prep writes one into every
+    record)."""
+    for name in train_files:
         try:
             with open(name, encoding="utf-8") as handle:
                 first = next((line for line in handle if line.strip()), "")

@@ -18,7 +18,7 @@ leftover; untranslated, ``--train_type`` is unknown there. CI installs 3.12.6 on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.stack.versions import SUPPORTED, installed
@@ -27,15 +27,38 @@ SUPPORTED_RANGE = SUPPORTED["ms-swift"]
 """The ms-swift release swiftkit is written and tested against (stated once, in :data:`swiftkit.stack.versions.SUPPORTED`)."""
 
 
+API3: dict[str, str] = {
+    # entry points
+    "sft_main": "swift.llm:sft_main", "rlhf_main": "swift.llm:rlhf_main", "infer_main": "swift.llm:infer_main",
+    "deploy_main": "swift.llm:deploy_main", "export_main": "swift.llm:export_main",
+    "try_use_single_device_mode": "swift.cli.utils:try_use_single_device_mode",
+    # argument classes (what each entry point parses)
+    "TrainArguments": "swift.llm:TrainArguments", "RLHFArguments": "swift.llm:RLHFArguments",
+    "InferArguments": "swift.llm:InferArguments", "DeployArguments": "swift.llm:DeployArguments",
+    "ExportArguments": "swift.llm:ExportArguments",
+    "BaseArguments": "swift.llm.argument.base_args.base_args:BaseArguments",
+    # models, templates, registries
+    "get_model_tokenizer": "swift.llm:get_model_tokenizer", "get_template": "swift.llm:get_template",
+    "MODEL_MAPPING": "swift.llm:MODEL_MAPPING", "TEMPLATE_MAPPING": "swift.llm:TEMPLATE_MAPPING",
+    "get_matched_model_meta": "swift.llm:get_matched_model_meta",
+    "get_matched_model_types": "swift.llm.model.register:get_matched_model_types",
+    "safe_snapshot_download": "swift.llm:safe_snapshot_download",
+    # inference engine, rewards
+    "PtEngine": "swift.llm.infer.infer_engine.pt_engine:PtEngine",
+    "orms": "swift.plugin:orms",
+}
+"""Where ms-swift 3.x keeps each object swiftkit uses: ``module:attribute``. The one list of swiftkit's touches."""
+
+
 @dataclass(frozen=True)
 class Dialect:
-    """How one ms-swift major spells the 3.x argument list."""
+    """How one ms-swift major spells the 3.x argument list, and where it keeps what swiftkit uses."""
 
     name: str
     flag_renames: Mapping[str, str] = field(default_factory=dict)
     value_renames: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    main_module: str = "swift.llm"
-    """Where the methods' entry points (``sft_main``, ``rlhf_main``) are imported from."""
+    api: Mapping[str, str] = field(default_factory=lambda: dict(API3))
+    """Each name of :data:`API3` -> ``module:attribute`` in this major (the same keys in every dialect)."""
 
     def translate(self, argv: Sequence[str]) -> list[str]:
         """Translate a 3.x ``swift sft`` argument list (flags as ``--name value...``) to this dialect."""
@@ -50,12 +73,29 @@ class Dialect:
         return out
 
 
+API4: dict[str, str] = {
+    **API3,
+    "sft_main": "swift:sft_main", "rlhf_main": "swift:rlhf_main", "infer_main": "swift:infer_main",
+    "deploy_main": "swift:deploy_main", "export_main": "swift:export_main",
+    "TrainArguments": "swift:SftArguments", "RLHFArguments": "swift:RLHFArguments",
+    "InferArguments": "swift:InferArguments", "DeployArguments": "swift:DeployArguments",
+    "ExportArguments": "swift:ExportArguments", "BaseArguments": "swift:BaseArguments",
+    "get_model_tokenizer": "swift:get_model_processor", "get_template": "swift:get_template",
+    "MODEL_MAPPING": "swift.model:MODEL_MAPPING", "TEMPLATE_MAPPING": "swift.template.register:TEMPLATE_MAPPING",
+    "get_matched_model_meta": "swift.model:get_matched_model_meta",
+    "get_matched_model_types": "swift.model.model_meta:get_matched_model_types",
+    "safe_snapshot_download": "swift:safe_snapshot_download",
+    "PtEngine": "swift.infer_engine.transformers_engine:TransformersEngine",
+    "orms": "swift.rewards.orm:orms",
+}
+"""ms-swift 4.x: ``swift.llm`` is gone (checked against an installed 4.6.0)."""
+
 SWIFT3 = Dialect(name="3.x")
 SWIFT4 = Dialect(
     name="4.x",
     flag_renames={"train_type": "tuner_type", "custom_register_path": "external_plugins"},
     value_renames={("model_type", "qwen2_5"): "qwen2", ("infer_backend", "pt"): "transformers"},
-    main_module="swift",
+    api=API4,
 )
 
 
@@ -68,12 +108,33 @@ def flag_value(argv: Sequence[str], name: str) -> str | None:
     return None
 
 
-def installed_entry(name: str):
-    """A function (``sft_main``, ``rlhf_main``, ``deploy_main``) of the installed ms-swift's main module, wherever
-    its major release keeps them."""
+def installed_dialect() -> Dialect:
+    """The dialect of the ms-swift installed here (one-line SwiftkitError when none or an unsupported one)."""
+    return dialect_for(installed("ms-swift"))
+
+
+def swift_api(name: str) -> Any:
+    """The ms-swift object ``name`` (a key of :data:`API3`: an entry point, an argument class, a registry, the
+    inference engine) from wherever the installed major keeps it. This is the only place swiftkit imports ms-swift
+    (tests/test_layout.py enforces it); a missing object is one line naming the dialect."""
     import importlib
 
-    return getattr(importlib.import_module(dialect_for(installed("ms-swift")).main_module), name)
+    dialect = installed_dialect()
+    where = dialect.api.get(name)
+    if where is None:
+        raise KeyError(f"{name!r} is not an ms-swift object swiftkit uses (swiftkit.stack.dialect.API3)")
+    module, _, attr = where.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SwiftkitError(f"ms-swift {installed('ms-swift')} ({dialect.name} dialect) has no {where}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def installed_entry(name: str):
+    """A function (``sft_main``, ``rlhf_main``, ``deploy_main``) of the installed ms-swift, wherever its major
+    release keeps it."""
+    return swift_api(name)
 
 
 def dialect_for(version: str | None) -> Dialect:
@@ -92,3 +153,19 @@ def dialect_for(version: str | None) -> Dialect:
     raise SwiftkitError(
         f"ms-swift {version} is installed; swiftkit supports ms-swift {SUPPORTED_RANGE} (4.x is translated)"
     )
+
+
+def load_template(tokenizer_dir: str, *, model_type: Optional[str], template: Optional[str],
+                  **kwargs: Any) -> Any:
+    """ms-swift's chat template for a tokenizer folder (``template`` None: the model's own), in train mode unset;
+    ``kwargs`` are get_template's keywords (default_system, max_length, truncation_strategy, loss_scale, ...).
+
+    3.x takes the template name first (``get_template(name, tokenizer, ...)``), 4.x the processor first and the
+    name as ``template_type=``; the tokenizer comes from ``get_model_tokenizer`` (3.x) / ``get_model_processor``
+    (4.x), without weights."""
+    _, tokenizer = swift_api("get_model_tokenizer")(tokenizer_dir, load_model=False, model_type=model_type)
+    name = template or tokenizer.model_meta.template
+    get_template = swift_api("get_template")
+    if installed_dialect() is SWIFT3:
+        return get_template(name, tokenizer, **kwargs)
+    return get_template(tokenizer, template_type=name, **kwargs)

@@ -27,7 +27,9 @@ def hub_remote_code_files(model_id: str) -> list[Path]:
     """:func:`remote_code_files` of a hub model: its small files (configs, tokenizer, code; no weights) are fetched
     into ms-swift's own cache first, as ms-swift would before loading it. One-line SwiftkitError when they cannot be
     fetched (offline, unknown id): the training would stop at the same download."""
-    from swift.llm import safe_snapshot_download
+    from swiftkit.stack.dialect import swift_api
+
+    safe_snapshot_download = swift_api("safe_snapshot_download")
 
     try:
         folder = safe_snapshot_download(model_id, download_model=False)

@@ -230,12 +230,14 @@ def resume_choice(target: Path, run_dir: Path, recipe: Recipe) -> tuple[Optional
     return ckpt, note
 
 
-def prepare(recipe: str | Path | Recipe, *, gpu_count: Optional[int] = None, **options: object) -> Prepared:
-    """:func:`plan_run` (same ``options``) plus preflight. Starts nothing, writes nothing."""
+def prepare(recipe: str | Path | Recipe, *, gpu_count: Optional[int] = None,
+            gpu_memory: Optional[Callable[[], list[int]]] = None, **options: object) -> Prepared:
+    """:func:`plan_run` (same ``options``) plus preflight. Starts nothing, writes nothing. ``gpu_count`` and
+    ``gpu_memory`` (bytes per visible GPU) stand in for the machine's GPUs (tests)."""
     planned = plan_run(recipe, **options)  # type: ignore[arg-type]
     report = preflight(planned.recipe, planned.plan, planned.cluster, run_dir=planned.run_dir,
                        resume_checkpoint=planned.resume_checkpoint, init_checkpoint=planned.init_checkpoint,
-                       empty_val=planned.empty_val, gpu_count=gpu_count)
+                       empty_val=planned.empty_val, gpu_count=gpu_count, gpu_memory=gpu_memory)
     return Prepared(**vars(planned), preflight=report)
 
 

@@ -26,6 +26,7 @@ from swiftkit.stack.dialect import SWIFT3, Dialect
 from swiftkit.train.grpo.rewards import OPTIONS_ENV, options_env_value
 from swiftkit.train.methods import DEFAULT_METHOD, get_method
 from swiftkit.train.recipes import GrpoSpec, Recipe
+from swiftkit.train.trust import flag_value_problem
 
 REWARD_PLUGIN = str(Path(__file__).resolve().parent / "grpo" / "swiftkit_plugin.py")
 """The file ms-swift imports in every rank (--external_plugins) to register swiftkit's rewards."""
@@ -345,7 +346,11 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
     flags: list[str] = []
     for key, value in method_args(recipe) + args:
         flags.append(f"--{key}")
-        flags += [_fmt(v) for v in value] if isinstance(value, list) else [_fmt(value)]
+        for token in [_fmt(v) for v in value] if isinstance(value, list) else [_fmt(value)]:
+            problem = flag_value_problem(key, token)
+            if problem:
+                raise SwiftkitError(f"{recipe.name}: {problem}")
+            flags.append(token)
     return Plan(
         env=env,
         argv=["swift", *method.command, *dialect.translate(flags)],

@@ -4,7 +4,8 @@
 - the model is a readable local folder (with config.json) or a hub id;
 - every dataset file exists and is non-empty;
 - max_length fits the model's ``max_position_embeddings`` when its config is readable;
-- the GPUs requested are visible (cuda recipes); DeepSpeed / bitsandbytes are installed when the plan uses them;
+- the GPUs requested are visible and the estimated memory per GPU fits them (cuda recipes);
+- DeepSpeed / bitsandbytes are installed when the plan uses them;
 - ``init_from`` names a checkpoint the recipe can start from;
 - GRPO (swiftkit.train.grpo.preflight): batch rules, packages, and every reward run once on a few records;
 - the run goes to a new run directory, unless resuming from an existing checkpoint.
@@ -17,6 +18,7 @@ import socket
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from swiftkit.core.devices import gpu_memory as visible_gpu_memory
 from swiftkit.core.devices import visible_gpus
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.local_model import is_local_model
@@ -51,29 +53,53 @@ def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
     try:
         found = resolve(recipe.model, recipe.model_type, recipe.template,
                         config.get("architectures") if config else None)
-    except ImportError as exc:
-        return Check("template", True, f"not checked: this ms-swift has no swift.llm registry ({exc.name})")
+    except SwiftkitError as exc:
+        return Check("template", True, f"not checked: {exc}")
     if found.problems:
         return Check("template", False, "; ".join(found.problems))
     return Check("template", True, f"model_type {found.model_type}, template {found.template} ({found.source})")
 
 
-def _remote_code_check(recipe: Recipe) -> Check:
-    """The model ships no code (config.json / tokenizer_config.json auto_map), or the recipe trusts it. A hub model
-    is checked on its small files, fetched as ms-swift would fetch them before loading it."""
+def _remote_code_check(recipe: Recipe, plan: Plan) -> Check:
+    """No model the plan loads ships code (config.json / tokenizer_config.json auto_map), or the recipe trusts it:
+    the base model, an ``init_from`` checkpoint, a reference or reward model (:func:`swiftkit.train.trust.models_loaded`
+    reads them off the planned flags). A hub model is checked on its small files, fetched as ms-swift would fetch them
+    before loading it."""
     from swiftkit.stack.remote_code import hub_remote_code_files
+    from swiftkit.train.trust import models_loaded
 
-    try:
-        files = remote_code_files(recipe.model) if is_local_model(recipe.model) else hub_remote_code_files(recipe.model)
-    except SwiftkitError as exc:
-        return Check("remote_code", False, str(exc))
-    if files and not recipe.trust_remote_code:
-        return Check("remote_code", False, f"{files[0]}: auto_map asks to run the model repository's own code, and "
+    found: list[Path] = []
+    for model in models_loaded(plan.argv):
+        try:
+            found += remote_code_files(model) if is_local_model(model) else hub_remote_code_files(model)
+        except SwiftkitError as exc:
+            return Check("remote_code", False, str(exc))
+    if found and not recipe.trust_remote_code:
+        return Check("remote_code", False, f"{found[0]}: auto_map asks to run the model repository's own code, and "
                                            "ms-swift would run it; set `trust_remote_code: true` in the recipe if you "
                                            "trust it")
-    if files:
+    if found:
         return Check("remote_code", True, "the model's own code will run (recipe sets trust_remote_code)")
     return Check("remote_code", True, "no model code to run")
+
+
+def _persona_check(recipe: Recipe) -> Check:
+    """A persona recipe has a system prompt, and it is inert text for the base model's tokenizer
+    (:func:`swiftkit.run.persona.persona_problem`): checked now, since the persona step runs after training."""
+    from datasets_prep.vocab import SPECIAL_TOKEN_TEXTS
+    from swiftkit.run.persona import TOKENIZER_CONFIG, added_tokens, first_record_system, persona_problem
+
+    system = recipe.data.system or first_record_system([dataset_file(n) for n in recipe.data.train])
+    if not system:
+        return Check("persona", False, "a persona recipe needs a system prompt: data.system, or a system message in "
+                                       "the first train record")
+    local = Path(recipe.model) / TOKENIZER_CONFIG
+    special, source = (added_tokens(recipe.model), str(local)) if local.is_file() else (
+        list(SPECIAL_TOKEN_TEXTS), "the Qwen chat tokens (the model's tokenizer is not local)")
+    problem = persona_problem(system, special)
+    if problem:
+        return Check("persona", False, f"{problem} (checked against {source})")
+    return Check("persona", True, f"{len(system)} characters, no control-token text ({source})")
 
 
 def swanlab_credentials(environ: Optional[dict[str, str]] = None) -> Optional[str]:
@@ -102,8 +128,9 @@ def _swanlab_check(recipe: Recipe) -> Check:
 
 
 def _extra_args_check(recipe: Recipe) -> Check:
-    """Every extra_args name is a field of the ms-swift argument class the method's entry point parses: a typo
-    (``pakcing``) would otherwise stop training after the model and data have loaded."""
+    """Every extra_args name is a field of the ms-swift argument class the method's entry point parses, and every
+    value has that field's type: a typo (``pakcing``) would otherwise stop training after the model and data have
+    loaded, and a string where a switch belongs is no switch."""
     import dataclasses
     import difflib
 
@@ -111,20 +138,60 @@ def _extra_args_check(recipe: Recipe) -> Check:
 
     method = get_method(recipe.method)
     try:
-        import swift.llm.argument as arguments
+        from swiftkit.stack.dialect import swift_api
 
-        fields = {f.name for f in dataclasses.fields(getattr(arguments, method.arguments))}
-    except (ImportError, AttributeError) as exc:
+        fields = {f.name: f for f in dataclasses.fields(swift_api(method.arguments))}
+    except SwiftkitError as exc:
         return Check("extra_args", False, f"cannot read ms-swift's {method.arguments} to check them ({exc})")
     problems = []
-    for name in recipe.extra_args:
+    for name, value in recipe.extra_args.items():
         if name not in fields:
             close = difflib.get_close_matches(name, sorted(fields), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(f"'{name}' is not a `swift {' '.join(method.command)}` argument{hint}")
+            continue
+        problem = value_type_problem(fields[name].type, value)
+        if problem:
+            problems.append(f"'{name}': {problem}")
     if problems:
         return Check("extra_args", False, "; ".join(problems))
     return Check("extra_args", True, f"{', '.join(recipe.extra_args)}: {method.arguments} fields")
+
+
+_BOOL_TEXT = ("true", "false", "True", "False", "1", "0")
+
+
+def value_type_problem(annotation: object, value: object) -> Optional[str]:
+    """Why ``value`` does not fit an ms-swift field typed ``annotation`` (bool, int, float, Literal, their Optional
+    and List forms; other types are not checked here)."""
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        if value is None or not inner:
+            return None
+        problems = [value_type_problem(a, value) for a in inner]
+        return None if any(p is None for p in problems) else problems[0]
+    if origin in (list, typing.List):
+        return value_type_problem(args[0], value) if args else None
+    if origin is typing.Literal:
+        return None if value in args or str(value) in map(str, args) else f"{value!r} is not one of {list(args)}"
+    if annotation is bool:
+        ok = isinstance(value, bool) or (isinstance(value, str) and value in _BOOL_TEXT)
+        return None if ok else f"{value!r} is not a switch (true or false)"
+    if annotation in (int, float):
+        what = "an integer" if annotation is int else "a number"
+        if isinstance(value, bool):
+            return f"{value!r} is not {what}"
+        try:
+            number = float(value)  # type: ignore[arg-type]
+            if annotation is int and (not number.is_integer() or (isinstance(value, str) and not value.strip(
+                    ).lstrip("-").isdigit())):
+                raise ValueError
+        except (TypeError, ValueError):
+            return f"{value!r} is not {what}"
+    return None
 
 
 def _init_check(recipe: Recipe, init_checkpoint: Optional[Path]) -> Check:
@@ -160,8 +227,10 @@ def preflight(
     empty_val: tuple[str, ...] = (),
     gpu_count: Union[int, Callable[[], int], None] = None,
     swift_version: Optional[str] = None,
+    gpu_memory: Optional[Callable[[], list[int]]] = None,
 ) -> PreflightReport:
-    """Run every check (never stops at the first failure). ``gpu_count`` and ``swift_version`` are injectable."""
+    """Run every check (never stops at the first failure). ``gpu_count``, ``swift_version`` and ``gpu_memory`` (bytes
+    per visible GPU) are injectable."""
     from swiftkit.stack.dialect import dialect_for
     from swiftkit.stack.versions import installed
 
@@ -201,7 +270,9 @@ def preflight(
     for name in empty_val:
         add(Check("data.val", True, f"{name}: empty (prep --val-ratio 0?), left out: training without evaluation"))
 
-    add(_remote_code_check(recipe))
+    add(_remote_code_check(recipe, plan))
+    if recipe.persona:
+        add(_persona_check(recipe))
 
     ctx = context_length(config) if config else None
     if ctx is None:
@@ -220,8 +291,10 @@ def preflight(
             add(Check("gpus", False, f"{cluster.nproc_per_node} requested per node, {count} visible"))
         else:
             add(Check("gpus", True, f"{cluster.nproc_per_node} requested per node, {count} visible"))
+        add(memory_check(recipe, cluster, (gpu_memory or visible_gpu_memory)()))
     else:
         add(Check("gpus", True, f"cpu recipe: {cluster.nproc_per_node} process(es) per node"))
+        add(Check("memory", True, "cpu recipe: not checked (no GPU memory to fit)"))
 
     if "--deepspeed" in plan.argv:
         ok = _installed("deepspeed")
@@ -258,6 +331,33 @@ def preflight(
     else:
         add(Check("run_dir", True, f"{run_dir} (new)"))
     return report
+
+
+def memory_check(recipe: Recipe, cluster: Cluster, memory: list[int]) -> Check:
+    """The estimated memory per GPU (swiftkit.train.sizing) against the smallest of the GPUs this node's processes
+    use, before any model loads. ``launch.memory_check: false`` reports the shortfall without refusing."""
+    from swiftkit.train.sizing import GIB, TIGHT, estimate, find_shape, fixes, setup_for
+
+    if recipe.grpo is not None:
+        return Check("memory", True, "GRPO: not estimated (the rollout engine shares each GPU)")
+    try:
+        shape, source = find_shape(recipe.model)
+    except SwiftkitError as exc:
+        return Check("memory", True, f"not estimated: {exc}")
+    used = memory[:cluster.nproc_per_node]
+    if shape is None or not used:
+        return Check("memory", True, f"not estimated: {source if shape is None else 'no GPU memory visible'}")
+    setup = setup_for(recipe, cluster.world_size, shape)
+    need, have = estimate(setup).total, min(used)
+    said = f"~{need / GIB:.1f} GiB per GPU estimated, {have / GIB:.1f} GiB on the smallest visible GPU"
+    if need <= have:
+        return Check("memory", True, said + (" (tight)" if need > TIGHT * have else ""))
+    if not recipe.launch.memory_check:
+        return Check("memory", True, said + ": may not fit; training anyway (launch.memory_check false)")
+    nearest = fixes(recipe, setup, have)
+    return Check("memory", False, said + ": does not fit; " + (f"try {nearest[0]}, or" if nearest else "no single "
+                 "change makes it fit (swiftkit plan --gpu-type shows the breakdown);") +
+                 " --set launch.memory_check=false to train anyway")
 
 
 def shared_run_dir_check(run_dir: Path, recipe: Recipe, cluster: Cluster) -> Check:

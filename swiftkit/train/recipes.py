@@ -14,18 +14,18 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from swiftkit.core.errors import ProblemsError, SwiftkitError
 from swiftkit.train.methods import DEFAULT_METHOD, METHODS
+from swiftkit.train.trust import flag_value_problem, refused_extra
 
 RECIPES_ENV = "SWIFTKIT_RECIPES"
 """Environment variable naming a folder of recipes to use instead of the repository's ``recipes/``."""
 
-ScalarFlag = Union[bool, int, float, str]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 """Recipe names: a single path component, so runs/<name>/v<N> stays inside the runs root."""
 
@@ -77,6 +77,9 @@ class LaunchSpec(_Strict):
         None, description="ms-swift DeepSpeed preset (--deepspeed); used only when more than one process runs."
     )
     dataloader_num_workers: int = Field(4, ge=0, description="Data loader workers per process.")
+    memory_check: bool = Field(True, description="train preflight refuses a plan whose estimated memory per GPU "
+                               "(swiftkit/train/sizing.py) exceeds the smallest visible GPU's; false: report it and "
+                               "train anyway (--set launch.memory_check=false).")
 
 
 class ReportSpec(_Strict):
@@ -204,11 +207,21 @@ class Recipe(_Strict):
     save_only_model: bool = Field(False, description="Checkpoints hold weights only (no optimizer state).")
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
-    extra_args: dict[str, ScalarFlag] = Field(
+    extra_args: dict[str, Any] = Field(
         default_factory=dict,
-        description="Further `swift sft` flags, name without dashes -> value; tests check every name against "
-        "ms-swift's TrainArguments.",
+        description="Further `swift sft` flags, name without dashes -> a bool, number or string; preflight checks "
+        "every name and value against ms-swift's argument class. Arguments that run code, set the environment, "
+        "load another model or send data away are refused here (swiftkit/train/trust.py says which and why).",
     )
+
+    @field_validator("extra_args")
+    @classmethod
+    def _scalar_flags(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [f"{key}: {refused_extra(key) or 'a flag value is a bool, number or string, got ' + type(v).__name__}"
+               for key, v in value.items() if refused_extra(key) or not isinstance(v, (bool, int, float, str))]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return value
 
     @field_validator("name")
     @classmethod
@@ -233,7 +246,7 @@ class Recipe(_Strict):
 _RESERVED_EXTRA = {
     "model", "model_type", "template", "train_type", "dataset", "val_dataset", "output_dir", "add_version",
     "per_device_train_batch_size", "gradient_accumulation_steps", "deepspeed", "system", "swanlab_token",
-    "hub_token", "resume_from_checkpoint", "adapters", "ref_adapters", "external_plugins", "custom_register_path",
+    "hub_token", "resume_from_checkpoint", "adapters", "ref_adapters", "report_to", "save_only_model",
     "rlhf_type", "reward_funcs", "reward_weights", "num_generations", "max_completion_length", "use_vllm",
     "vllm_mode", "beta", "log_completions",
 }
@@ -307,9 +320,11 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
     if r.global_batch_size % r.per_device_batch_size:
         out.append((("global_batch_size",), f"global_batch_size {r.global_batch_size} is not a multiple of "
                                             f"per_device_batch_size {r.per_device_batch_size}"))
-    for key in r.extra_args:
+    for key, value in r.extra_args.items():
         if key.startswith("-") or key in _RESERVED_EXTRA:
             out.append((("extra_args", key), "set it through the recipe field, not extra_args"))
+        elif isinstance(value, str) and flag_value_problem(key, value):
+            out.append((("extra_args", key), str(flag_value_problem(key, value))))
     return out
 
 
@@ -494,9 +509,39 @@ def no_aliases(text: str, source: str) -> None:
         return  # the loader reports it with its line
 
 
+def duplicate_keys(text: str, source: str) -> None:
+    """Refuse a key written twice in one mapping: YAML loaders keep the last one silently, so the value a reader
+    sees first is not the one that trains. Every duplicate is reported at once."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # the loader reports it with its line
+    problems: list[str] = []
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key, line = str(key_node.value), key_node.start_mark.line + 1
+                if key in first:
+                    problems.append(f"{source}:{line}: {'.'.join(path + (key,))}: written twice (first at line "
+                                    f"{first[key]}); YAML would keep this one silently: keep one")
+                first.setdefault(key, line)
+                walk(value_node, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (str(i),))
+
+    if root is not None:
+        walk(root, ())
+    if problems:
+        raise RecipeError(problems)
+
+
 def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Validate YAML text into a Recipe; raises RecipeError listing every problem."""
     no_aliases(text, source)
+    duplicate_keys(text, source)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -512,16 +557,46 @@ def parse_recipe(text: str, *, source: str, name: str, overrides: list[str] | tu
         raise RecipeError([f"{source}: name: '{data['name']}' differs from the file name '{name}'"])
     overridden = _overridden(overrides)
     data = follow_model_change(data, apply_overrides(data, overrides), overridden)
+    lines = _key_lines(text)
+
+    def located(broken: list[tuple[tuple[Any, ...], str]]) -> list[str]:
+        return [f"{_located(path, lines, source, overridden)}: {'.'.join(map(str, path))}: {msg}"
+                for path, msg in broken]
+
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_format_errors(exc, source, text, overridden)) from exc
+        problems = _format_errors(exc, source, text, overridden)
+        salvaged = _salvage(data, exc)
+        if salvaged is not None:  # the rules between the fields that did validate, reported in the same breath
+            recipe_part, removed = salvaged
+            problems += located([(path, msg) for path, msg in cross_field_problems(recipe_part)
+                                 if not any(path[:len(r)] == r for r in removed)])
+        raise RecipeError(problems) from exc
     broken = cross_field_problems(recipe)
     if broken:
-        lines = _key_lines(text)
-        raise RecipeError([f"{_located(path, lines, source, overridden)}: {'.'.join(map(str, path))}: {msg}"
-                           for path, msg in broken])
+        raise RecipeError(located(broken))
     return recipe
+
+
+def _salvage(data: dict[str, Any], exc: ValidationError) -> Optional[tuple[Recipe, list[tuple[Any, ...]]]]:
+    """The recipe without the keys that failed validation (their defaults instead), to check the rules between the
+    other fields; None when a failed field has no default."""
+    trimmed = copy.deepcopy(data)
+    removed: list[tuple[Any, ...]] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        node: Any = trimmed
+        for part in loc[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or loc[-1] not in node:
+            return None
+        del node[loc[-1]]
+        removed.append(loc)
+    try:
+        return Recipe.model_validate(trimmed), removed
+    except ValidationError:
+        return None
 
 
 def load_recipe(name_or_path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

@@ -36,7 +36,7 @@ from swiftkit.deploy.export import (
     persona_of,
     to_gguf,
 )
-from swiftkit.deploy.modelfile import write_modelfile
+from swiftkit.deploy.modelfile import check_system, write_modelfile
 from swiftkit.run.persona import write_persona_template
 
 
@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     info = read_run_info(run_dir)
     system = persona_of(info)
+    if args.gguf and system:  # the Modelfile is written last: refuse what it cannot hold before converting
+        check_system(system)
     model_dir: Path
     if info.train_type != "full":
         model_dir = merge_lora(run_dir, checkpoint=args.checkpoint, out=args.out)

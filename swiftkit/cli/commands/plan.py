@@ -14,6 +14,13 @@ examples:
   swiftkit plan muice_full --set model=Qwen/Qwen2.5-1.5B-Instruct   # model_type/template follow the model
   swiftkit plan smoke_tiny --json               # {"env": {...}, "argv": ["swift", "sft", ...]}
   swiftkit plan actions_grpo --gpus 8           # GRPO from the actions_lora run, vLLM colocate
+  swiftkit plan muice_full --gpus 8 --gpu-type 5090   # will it fit? memory per GPU, verdict, time per epoch
+
+Will it fit: the plan starts with the estimated memory per GPU by component (weights, gradients, optimizer states,
+activations, logits, framework), from the model's config.json alone (swiftkit/train/sizing.py); --gpu-type adds a
+verdict (fits / tight / does not fit, with the nearest fix) and, from the prepared data's manifest, steps and time
+per epoch at --mfu. `train` preflight refuses a plan whose estimate exceeds the visible GPUs' memory
+(--set launch.memory_check=false to train anyway).
 
 Local model/data paths and the run directory (the next runs/<recipe>/v<N>) are printed absolute, exactly as
 `swiftkit train` runs them (`train --dry-run --json` prints the same).
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from swiftkit.cli import options
 
@@ -59,14 +66,24 @@ def plan_options(args: argparse.Namespace) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
-    parser.add_argument("--json", action="store_true", help='print {"env": {...}, "argv": [...]} instead')
+    parser.add_argument("--json", action="store_true",
+                        help='print {"env": {...}, "argv": [...], "sizing": {...}} instead')
+    parser.add_argument("--gpu-type", default=None, metavar="NAME",
+                        help="the card to judge the fit on and time with: 3090, 4090, 5090, A10, L4, L40S, A100-40G, "
+                        "A100-80G, H100, H200")
+    parser.add_argument("--mfu", type=float, default=None,
+                        help="model FLOPs utilisation assumed for the time estimate (default 0.35)")
 
 
-def print_plan(planned: "Planned", *, as_json: bool) -> None:
-    """The plan as `swiftkit plan` prints it (`train --dry-run` prints the same)."""
+def print_plan(planned: "Planned", *, as_json: bool, gpu_type: Optional[str] = None,
+               mfu: Optional[float] = None) -> None:
+    """The plan as `swiftkit plan` prints it (`train --dry-run` prints the same), with the memory estimate."""
+    from swiftkit.train.sizing import DEFAULT_MFU, size_recipe
+
     p, recipe = planned.plan, planned.recipe
+    sizing = size_recipe(recipe, p.world_size, gpu_type=gpu_type, mfu=DEFAULT_MFU if mfu is None else mfu)
     if as_json:
-        print(json.dumps(p.to_json(), ensure_ascii=False, indent=2))
+        print(json.dumps({**p.to_json(), "sizing": sizing.to_json()}, ensure_ascii=False, indent=2))
         return
     unit = "" if recipe.grpo is None else " completions"
     batch = f"# global batch {p.global_batch_size}{unit} = {p.world_size} process(es) x per-device " \
@@ -81,11 +98,12 @@ def print_plan(planned: "Planned", *, as_json: bool) -> None:
         found = planned.init_checkpoint
         print(f"# starts from {found}" if found else
               f"# init_from {recipe.init_from}: no checkpoint there yet (train that run first)")
+    print("\n".join(sizing.lines()))
     print(p.shell())
 
 
 def run(args: argparse.Namespace) -> int:
     from swiftkit.train.launch import plan_run
 
-    print_plan(plan_run(args.recipe, **plan_options(args)), as_json=args.json)
+    print_plan(plan_run(args.recipe, **plan_options(args)), as_json=args.json, gpu_type=args.gpu_type, mfu=args.mfu)
     return 0

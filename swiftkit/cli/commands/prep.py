@@ -33,13 +33,19 @@ record's 行动 list does not offer is a reject. With actions, --system replaces
 action list follows it. --keep-duplicates keeps exact duplicates (manifest: duplicates_kept). --over-length
 drop|truncate rejects, or cuts the last assistant answer of, records over --max-length tokens (manifest:
 over_length). A record whose own system prompt gives way to the source's is counted (manifest: system_replaced).
+A record holding special-token text in any message (<|im_end|>, <|im_start|>, <|endoftext|>, or another special
+token of the counting tokenizer) is a reject naming the message and the token, never escaped: the tokenizer would
+read it as the control token (manifest: special_token_rejects); --system holding one is refused.
 
 --out may not overlap --src (the same folder, or one inside the other): refused, as the outputs would replace
 or be read as the source. One prep at a time writes into an --out (a lock, OUT/.prep.lock): a second fails at
 once naming the first's pid. The outputs appear together when the run finishes; an error, Ctrl-C or SIGTERM
-(exit 130/143) leaves the previous data files as they were (without their manifest) and no temp files. A record
+(exit 130/143) leaves the previous data files as they were (without their manifest) and no temp files; a run whose
+every record is rejected fails too, after writing rejects.jsonl, empty train/val and a manifest saying why. A record
 that cannot be parsed (invalid JSON, nested too deep, not valid Unicode) is a reject; a file or folder under --src
-that cannot be read, or that is neither a file nor a folder (a FIFO), is an error naming it.
+that cannot be read, or that is neither a file nor a folder (a FIFO), is an error naming it; so is a link under
+--src to a data file or folder outside it (never read: copy the file in, or pass it as --src). A .prep.lock in
+--out that prep did not make (a link, a hard link, a file holding other data) is refused, never written through.
 """
 from __future__ import annotations
 
@@ -215,5 +221,8 @@ def run(args: argparse.Namespace) -> int:
     print(summary_line(manifest, out))
     if manifest["rejected"]:
         print(f"  {manifest['rejected']} rejected record(s): see {out}/rejects.jsonl")
+    if manifest.get("special_token_rejects"):
+        print(f"  warning: {manifest['special_token_rejects']} of them hold special-token text (<|im_end|>, "
+              "<|endoftext|>, ...), which would train as control tokens: their reasons name each one")
     return 0
 

@@ -15,18 +15,10 @@ from swiftkit.train.grpo.rewards import REWARDS
 
 
 def reward_table() -> dict[str, Any]:
-    """ms-swift's name -> reward class table: ``swift.plugin.orms`` (3.x) or ``swift.rewards.orms`` (4.x)."""
-    try:
-        from swift.plugin import orms  # ms-swift 3.x
-        return orms
-    except (ImportError, AttributeError):
-        pass
-    try:
-        from swift.rewards import orms  # ms-swift 4.x
-        return orms
-    except (ImportError, AttributeError) as exc:
-        raise ImportError("swiftkit.train.grpo.swiftkit_plugin: ms-swift's reward table was found neither as swift.plugin.orms "
-                          f"(ms-swift 3.x) nor as swift.rewards.orms (4.x): {exc}") from exc
+    """ms-swift's name -> reward class table, wherever the installed major keeps it (swiftkit.stack.dialect)."""
+    from swiftkit.stack.dialect import swift_api
+
+    return swift_api("orms")
 
 
 def register(table: dict[str, Any] | None = None) -> list[str]:

@@ -196,7 +196,7 @@ def test_the_cpu_indexed_map_location_shim_restores_on_the_cpu():
             "def load():\n    buf.seek(0); return torch.load(buf, map_location=torch.device('cpu', 1), weights_only=True)\n"
             "assert shim.needed()\ntry:\n    load(); raise SystemExit('loaded without the shim')\n"
             "except RuntimeError as exc:\n    assert 'tagged with cpu:1' in str(exc)\n"
-            "shims.apply_all()\nassert not shim.needed() and load()['m'].tolist() == [1.0, 1.0]\nprint('ok')\n")
+            "shim.patch()\nassert not shim.needed() and load()['m'].tolist() == [1.0, 1.0]\nprint('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 

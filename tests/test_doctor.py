@@ -46,7 +46,8 @@ def test_collect_reports_stack_and_shims():
     assert set(names) >= {"ms-swift", "transformers", "trl", "peft", "deepspeed", "vllm", "torch"}
     assert names["ms-swift"]["installed"] == "3.12.6" and names["ms-swift"]["ok"]
     assert report["dialect"] == "3.x"
-    assert [s["name"] for s in report["shims"]] == ["gelu_tanh_alias", "drop_empty_param_groups", "vllm_cpu_worker_rank"]
+    assert [s["name"] for s in report["shims"]] == ["gelu_tanh_alias", "drop_empty_param_groups", "vllm_cpu_worker_rank",
+                                                  "cpu_indexed_map_location"]
     assert isinstance(report["gpu_count"], int)
 
 

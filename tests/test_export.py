@@ -52,9 +52,11 @@ def test_merge_lora_answers_like_the_adapter(lora_run, capsys):
 
 
 def test_merge_lora_refuses_a_full_run(tmp_path, capsys):
+    from swiftkit.run.checkpoint import mark_complete
     from swiftkit.run.rundir import RunInfo, write_run_info
 
     (tmp_path / "checkpoint-1").mkdir()
+    mark_complete(tmp_path / "checkpoint-1")  # a finished save, as the worker marks it
     write_run_info(tmp_path, RunInfo(recipe="r", model="m", model_type="qwen2_5", template="qwen2_5",
                                      train_type="full", max_length=64, train_files=[]))
     assert cli_main(["export", str(tmp_path), "--merge-lora"]) == 1

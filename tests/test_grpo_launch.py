@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from swiftkit.cli import main as cli_main
+from swiftkit.run.checkpoint import mark_complete
 from swiftkit.train import launch
 from swiftkit.train.grpo.preflight import batch_checks
 from swiftkit.train.plan import Cluster, Plan, plan
@@ -49,6 +50,7 @@ def _fake_run(root: Path, name: str, *, adapter: bool = False) -> Path:
     ckpt.mkdir(parents=True)
     (run / "swiftkit_run.json").write_text(json.dumps({"recipe": name}))
     (ckpt / ("adapter_config.json" if adapter else "config.json")).write_text("{}")
+    mark_complete(ckpt)  # a finished save, as the worker marks it
     return ckpt
 
 

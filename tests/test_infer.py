@@ -108,9 +108,11 @@ def test_infer_prompt_and_val_on_trained_run(full_run, capsys):
 @pytest.mark.skipif(__import__("swiftkit.stack.backend").stack.backend.vllm_platform() is not None,
                     reason="checks the refusal where vLLM cannot run")
 def test_infer_vllm_where_it_cannot_run_fails_clearly(capsys, tmp_path):
+    from swiftkit.run.checkpoint import mark_complete
     from swiftkit.run.rundir import RunInfo, write_run_info
 
     (tmp_path / "checkpoint-1").mkdir()
+    mark_complete(tmp_path / "checkpoint-1")  # a finished save, as the worker marks it
     write_run_info(tmp_path, RunInfo(recipe="r", model="m", model_type="qwen2_5", template="qwen2_5",
                                      train_type="full", max_length=64, train_files=[]))
     assert cli_main(["infer", str(tmp_path), "--prompt", "hi", "--backend", "vllm"]) == 1

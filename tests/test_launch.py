@@ -11,6 +11,7 @@ import pytest
 
 from swiftkit.cli import main as cli_main
 from swiftkit.core.proc import mask_secrets, run_logged
+from swiftkit.run.checkpoint import mark_complete
 from swiftkit.train import launch
 from swiftkit.train.checks import PreflightError
 
@@ -300,9 +301,10 @@ def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
 
     for rank in (0, 1):  # the shim ran inside both training processes
         marker = json.loads((run / "swiftkit_shims" / f"rank{rank}.json").read_text())
-        assert marker == {"rank": rank, "applied": ["gelu_tanh_alias", "drop_empty_param_groups"],
+        assert marker == {"rank": rank, "applied": ["gelu_tanh_alias", "drop_empty_param_groups",
+                                                    "cpu_indexed_map_location"],
                           "holds": {"gelu_tanh_alias": True, "drop_empty_param_groups": True,
-                                    "vllm_cpu_worker_rank": True}}
+                                    "vllm_cpu_worker_rank": True, "cpu_indexed_map_location": True}}
 
     info = json.loads((run / "swiftkit_run.json").read_text())
     assert info["persona"] is True and info["train_type"] == "full" and info["argv"][:2] == ["swift", "sft"]
@@ -327,8 +329,9 @@ def test_train_smoke_tiny_on_cpu_two_processes(tmp_path, monkeypatch):
 
 def test_resume_continues_the_same_run_dir_from_its_last_checkpoint(workspace):
     run = workspace / "runs" / "smoke_tiny" / "v1"
-    (run / "checkpoint-5").mkdir(parents=True)
-    (run / "checkpoint-10").mkdir()
+    for step in (5, 10):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        mark_complete(run / f"checkpoint-{step}")  # finished saves, as the worker marks them
     _write_run_info(run, "smoke_tiny")
     prep = launch.prepare("smoke_tiny", resume=str(run))
     assert prep.preflight.ok, prep.preflight.lines()
@@ -360,6 +363,7 @@ def test_a_copied_run_uses_its_own_checkpoints(tmp_path):
 
     original = tmp_path / "a" / "v1"
     (original / "checkpoint-4").mkdir(parents=True)
+    mark_complete(original / "checkpoint-4")
     (original / "result.json").write_text(json.dumps({"last_model_checkpoint": str(original / "checkpoint-4")}))
     copy = tmp_path / "b" / "v1"
     shutil.copytree(original, copy)

@@ -181,6 +181,35 @@ def check_template(ckpt: Path, info: RunInfo, system: Optional[str], *, fix: boo
     return CheckResult("template", True, f"{ckpt.name}: both template copies default to the persona", data)
 
 
+# --- checkpoint completeness -----------------------------------------------------------------------------------
+
+def check_complete(run: Path, ckpt: Path) -> CheckResult:
+    """The checkpoint's save finished (:mod:`swiftkit.run.checkpoint`); newer incomplete checkpoints passed over by
+    ``last`` are named in the detail."""
+    from swiftkit.run import checkpoint as completeness
+    from swiftkit.run.rundir import list_checkpoints, skipped_text
+
+    found = completeness.problems(ckpt)
+    data: dict[str, Any] = {"checkpoint": str(ckpt), "problems": found, "marked": completeness.is_marked(ckpt)}
+    if found:
+        return CheckResult("checkpoint", False, f"{ckpt.name} is incomplete: {found[0]} (its save did not finish; "
+                                                "resume the run or name a complete checkpoint)", data)
+    how = "marked complete by swiftkit" if data["marked"] else "no swiftkit marker (an older save): files verified"
+    detail = f"{ckpt.name} complete ({how})"
+    step = _step(ckpt.name)
+    newer = [(p, why[0]) for p in reversed(list_checkpoints(run)) if step is not None and (_step(p.name) or 0) > step
+             and (why := completeness.problems(p))] if ckpt.parent.resolve() == run.resolve() else []
+    if newer:
+        data["skipped"] = {p.name: why for p, why in newer}
+        detail += f"; newer incomplete skipped: {skipped_text(newer)}"
+    return CheckResult("checkpoint", True, detail, data)
+
+
+def _step(name: str) -> Optional[int]:
+    head, _, tail = name.rpartition("-")
+    return int(tail) if head == "checkpoint" and tail.isdigit() else None
+
+
 # --- identity --------------------------------------------------------------------------------------------------
 
 def identity_conditions(system: Optional[str], base_default: Optional[str]) -> dict[str, Optional[str]]:
@@ -255,16 +284,22 @@ def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = Fal
 
     run = Path(run_dir)
     info = read_run_info(run)
-    ckpt = resolve_checkpoint(run, checkpoint)
+    ckpt = resolve_checkpoint(run, checkpoint, require_complete=False)
     if fix and not ckpt.resolve().is_relative_to(run.resolve()):
         raise SwiftkitError(f"--fix writes into the checkpoint, and {ckpt} is outside the run {run}: copy it into the "
                             "run, or check it without --fix")
+    complete = check_complete(run, ckpt)
+    if complete.ok is False:  # nothing is loaded from (or fixed in) a checkpoint whose save did not finish
+        skipped = [CheckResult(name, None, "not run: the checkpoint is incomplete")
+                   for name in ("eos", "stop_label", "template", "identity")]
+        return _report(run, ckpt, [complete, *skipped])
     for folder in {ckpt, Path(info.model)}:  # ms-swift would run auto_map code while loading the tokenizer
         refuse_remote_code(folder, info.trust_remote_code)
     tokenizer_dir = str(ckpt) if info.train_type == "full" else info.model
     template = load_template(info, tokenizer_dir)
     eot = end_of_turn_id(template)
     results = [
+        complete,
         check_eos(generation_config_path(run, info, ckpt), eot, fix=fix, fix_path=ckpt / "generation_config.json"),
         check_stop_labels(template, info.train_files, eot),
     ]
@@ -279,6 +314,10 @@ def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = Fal
         else:
             model = probe_model_for(run, str(ckpt))
             results.append(identity_probe(model, system, base_default_system(model.tokenizer)))
+    return _report(run, ckpt, results)
+
+
+def _report(run: Path, ckpt: Path, results: list[CheckResult]) -> dict:
     report = {
         "run": str(run),
         "checkpoint": str(ckpt),

@@ -317,12 +317,13 @@ def first_record_system(train_files: Sequence[str]) -> Optional[str]:
 
 
 def apply_to_run(run_dir: str | Path, system: Optional[str] = None) -> dict[str, list[str]]:
-    """Put the run's persona into the template of every checkpoint of ``run_dir``; returns {checkpoint: changed}.
+    """Put the run's persona into the template of every complete checkpoint of ``run_dir`` (an incomplete one is
+    never written into: :mod:`swiftkit.run.checkpoint`); returns {checkpoint: changed}.
 
     An adapter checkpoint (LoRA) has no tokenizer of its own: the base model's tokenizer files are copied in first,
     so the adapter folder carries the persona template (the base model is never written to).
     """
-    from swiftkit.run.rundir import list_checkpoints, read_run_info
+    from swiftkit.run.rundir import complete_checkpoints, read_run_info
 
     info = read_run_info(run_dir)
     system = system or run_system(info)
@@ -330,7 +331,7 @@ def apply_to_run(run_dir: str | Path, system: Optional[str] = None) -> dict[str,
         raise SwiftkitError(f"{run_dir}: persona run without a system prompt (recipe data.system, or a system "
                             "message in the first train record)")
     changed: dict[str, list[str]] = {}
-    for ckpt in list_checkpoints(run_dir):
+    for ckpt in complete_checkpoints(run_dir):
         changed[str(ckpt)] = ensure_tokenizer(ckpt, info.model) + write_persona_template(ckpt, system)
     return changed
 

@@ -7,7 +7,8 @@ Layout of ``runs/<recipe>/v<N>/`` (ms-swift writes into the same folder: ``--out
     versions.json         the installed stack (python, torch, ms-swift, transformers, ...)
     data/<name>.manifest.json   the prep manifest of every dataset file trained on
     result.json           written by rank 0 after training: last/best checkpoint, log history
-    checkpoint-<step>/    ms-swift checkpoints (full weights or a LoRA adapter)
+    checkpoint-<step>/    ms-swift checkpoints (full weights or a LoRA adapter); ``.swiftkit-complete`` inside marks
+                          one whose save finished (swiftkit.run.checkpoint): only complete ones are ever used
     logging.jsonl, args.json    ms-swift's own
     check_report.json     written by `swiftkit check`
     infer/<name>.jsonl    written by `swiftkit infer`
@@ -19,11 +20,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from datasets_prep.atomic import write_json
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.jsonl import read_jsonl
+from swiftkit.run import checkpoint
 
 RUN_INFO = "swiftkit_run.json"
 RESULT = "result.json"
@@ -104,26 +106,56 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def resolve_checkpoint(run_dir: str | Path, which: str = "last") -> Path:
+def newest_complete(run_dir: str | Path) -> tuple[Optional[Path], list[tuple[Path, str]]]:
+    """The newest complete checkpoint of ``run_dir`` (:mod:`swiftkit.run.checkpoint`), or None, and the newer
+    checkpoints passed over with why each is incomplete (newest first)."""
+    run = Path(run_dir)
+    skipped: list[tuple[Path, str]] = []
+    for ckpt in reversed(list_checkpoints(run) if run.is_dir() else []):
+        found = checkpoint.problems(ckpt)
+        if not found:
+            return ckpt, skipped
+        skipped.append((ckpt, found[0]))
+    return None, skipped
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The complete checkpoint folders of ``run_dir``, oldest step first (the persona step writes only these)."""
+    return [ckpt for ckpt in list_checkpoints(run_dir) if checkpoint.is_complete(ckpt)]
+
+
+def skipped_text(skipped: list[tuple[Path, str]]) -> str:
+    """``checkpoint-4 (model.safetensors is cut short ...), ...`` for a one-line message."""
+    return ", ".join(f"{path.name} ({why})" for path, why in skipped)
+
+
+def resolve_checkpoint(run_dir: str | Path, which: str = "last", *, require_complete: bool = True) -> Path:
     """``best`` / ``last`` (from result.json, else the highest step), always inside ``run_dir``, or an explicit
-    path."""
+    path. Only a complete checkpoint (:mod:`swiftkit.run.checkpoint`) is returned: ``last``/``best`` pass over
+    incomplete ones to the newest complete, and an explicit ``checkpoint-N`` folder that is incomplete is refused with
+    one line. ``require_complete=False`` returns an explicit folder as it is (``check`` reports it itself)."""
     run = Path(run_dir)
     if which not in ("best", "last"):
         path = Path(which)
         if not path.is_dir():
             raise SwiftkitError(f"checkpoint {which}: no such folder")
+        if require_complete and _CKPT.match(path.name) and (found := checkpoint.problems(path)):
+            raise SwiftkitError(f"checkpoint {which} is incomplete ({found[0]}); a save that did not finish is "
+                                "never used")
         return path
     recorded = read_result(run).get(f"{which}_model_checkpoint")
     if recorded:
         # relative to the run (new runs); an absolute path from an older run counts by its folder name, so a copied
         # or moved run directory never reaches back into the original
         own = run / (recorded if not Path(recorded).is_absolute() else Path(recorded).name)
-        if own.is_dir():
+        if own.is_dir() and checkpoint.is_complete(own):
             return own
-    ckpts = list_checkpoints(run) if run.is_dir() else []
-    if not ckpts:
+    if not (list_checkpoints(run) if run.is_dir() else []):
         raise SwiftkitError(f"{run}: no checkpoint-* folder (did training finish?)")
-    return ckpts[-1]
+    newest, skipped = newest_complete(run)
+    if newest is None:
+        raise SwiftkitError(f"{run}: no complete checkpoint: {skipped_text(skipped)}")
+    return newest
 
 
 def next_run_dir(root: str | Path, recipe: str) -> Path:
@@ -145,7 +177,7 @@ def resolve_init(target: str | Path) -> Path:
     if (path / RUN_INFO).is_file():
         return resolve_checkpoint(path, "last")
     if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
-        return path
+        return resolve_checkpoint(path.parent, str(path)) if _CKPT.match(path.name) else path
     versions = sorted((int(p.name[1:]), p) for p in path.glob("v*") if p.name[1:].isdigit() and (p / RUN_INFO).is_file()) \
         if path.is_dir() else []
     if versions:

@@ -17,6 +17,13 @@ first thing in every rank (see its docstring), and ``swiftkit doctor`` lists whi
   and only one process can roll out. The shim gives each such engine its own entry of ``VLLM_CPU_OMP_THREADS_BIND``
   (by LOCAL_RANK). It applies only where a CPU vLLM 0.11 is installed and the process runs a bound CPU engine
   (``VLLM_CPU_OMP_THREADS_BIND`` set: the plan sets it for CPU colocate rollouts).
+- ``cpu_indexed_map_location``: transformers' Trainer resumes the optimizer with ``torch.load(...,
+  map_location=args.device)`` when several processes train; on CPU that device is ``cpu:<local rank>``
+  (``torch.device("cpu", index)``), and torch has no deserializer for an indexed CPU location: ``--resume`` of a
+  CPU DDP run saved with optimizer state fails with "don't know how to restore data location of ... (tagged with
+  cpu:0)". The shim registers one (``torch.serialization.register_package``, torch's documented hook) that keeps such
+  storages on the CPU, where they already are. Needed is decided by trying the load, so a torch that fixes it needs
+  no shim.
 """
 from __future__ import annotations
 
@@ -147,6 +154,37 @@ def _cpu_worker_rank_patch() -> None:
     worker.init_device = init_device
 
 
+def _cpu_index_load_fails() -> bool:
+    """Whether ``torch.load(map_location=torch.device("cpu", 0))`` fails here (the bug the shim fixes)."""
+    try:
+        import io
+
+        import torch
+    except ImportError:
+        return False
+    buffer = io.BytesIO()
+    torch.save(torch.zeros(1), buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, map_location=torch.device("cpu", 0), weights_only=True)
+    except RuntimeError:
+        return True
+    return False
+
+
+def _cpu_indexed_deserialize(obj, location: str):  # type: ignore[no-untyped-def]
+    """A storage tagged ``cpu:<n>`` (an indexed CPU map_location) stays on the CPU; anything else: not ours."""
+    if location.startswith("cpu:") and location[4:].isdigit():
+        return obj
+    return None
+
+
+def _cpu_index_patch() -> None:
+    import torch
+
+    torch.serialization.register_package(11, lambda storage: None, _cpu_indexed_deserialize)
+
+
 SHIMS: dict[str, Shim] = {
     shim.name: shim
     for shim in [
@@ -167,6 +205,12 @@ SHIMS: dict[str, Shim] = {
             "vLLM 0.11 CPU worker: one engine per training process binds its own cores (GRPO colocate on CPU)",
             _cpu_worker_rank_needed,
             _cpu_worker_rank_patch,
+        ),
+        Shim(
+            "cpu_indexed_map_location",
+            "torch.load: a cpu:<n> map_location (transformers' optimizer resume on CPU with several processes)",
+            _cpu_index_load_fails,
+            _cpu_index_patch,
         ),
     ]
 }

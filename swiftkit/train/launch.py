@@ -22,19 +22,23 @@ from typing import Callable, Optional, Sequence
 from datasets_prep.atomic import write_json, write_text
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.proc import run_logged
+from swiftkit.run.checkpoint import problems as checkpoint_problems
+from swiftkit.run.checkpoint import saves_training_state
 from swiftkit.run.rundir import (
     RunInfo,
     is_adapter,
+    newest_complete,
     next_run_dir,
     node_log_name,
     read_run_info,
-    resolve_checkpoint,
     resolve_init,
+    skipped_text,
     write_run_info,
 )
 from swiftkit.train.plan import Cluster, Plan, plan
 from swiftkit.train.preflight import PreflightReport, preflight
 from swiftkit.train.recipes import Recipe, load_recipe
+from swiftkit.train.saving import ERROR_PREFIX
 
 TORCHRUN_ENV = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
 """Same order as ms-swift 3.12's ``get_torchrun_args``."""
@@ -57,6 +61,8 @@ class Planned:
     """The checkpoint ``recipe.init_from`` resolved to; None when unset or not found (preflight then says why)."""
     empty_val: tuple[str, ...]
     """The recipe's val files that exist but are empty (prep --val-ratio 0), left out of the plan."""
+    resume_note: Optional[str]
+    """``--resume``: which checkpoint, what it restores, which newer incomplete ones were skipped (one line)."""
 
 
 @dataclass
@@ -163,16 +169,14 @@ def plan_run(
                             "on shared storage); each node would otherwise pick its own next version")
     if resume and run_dir:
         raise SwiftkitError("--resume already names the run directory; drop --run-dir")
+    resume_note: Optional[str] = None
     if resume:
         target = Path(resume)
-        if (target / "swiftkit_run.json").is_file():
-            run_dir = target
-            resume_ckpt = resolve_checkpoint(target, "last")
-        else:  # a checkpoint folder inside a run directory
-            run_dir, resume_ckpt = target.parent, target
+        run_dir = target if (target / "swiftkit_run.json").is_file() else target.parent  # a run, or its checkpoint
         trained = read_run_info(run_dir).recipe
         if trained != rec.name:
             raise SwiftkitError(f"--resume {resume}: that run trained recipe '{trained}', not '{rec.name}'")
+        resume_ckpt, resume_note = resume_choice(target, run_dir, rec)
     elif run_dir is None:
         run_dir = next_run_dir(runs_root, rec.name)
     run_dir = Path(run_dir).expanduser().resolve()
@@ -185,7 +189,45 @@ def plan_run(
     p = plan(rec, cluster, output_dir=str(run_dir), resume_from=str(resume_ckpt.resolve()) if resume_ckpt else None,
              init_checkpoint=str(init_ckpt) if init_ckpt else None,
              init_adapter=is_adapter(init_ckpt) if init_ckpt else None, dialect=_installed_dialect())
-    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt, empty_val)
+    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt, empty_val, resume_note)
+
+
+def resume_choice(target: Path, run_dir: Path, recipe: Recipe) -> tuple[Optional[Path], Optional[str]]:
+    """The checkpoint ``--resume TARGET`` continues from, and the one line that says which and what it restores.
+
+    A run directory resumes from its newest complete checkpoint (:mod:`swiftkit.run.checkpoint`), passing over newer
+    incomplete ones (named in the line); a checkpoint folder must itself be complete. A checkpoint saved with
+    ``save_only_model`` (the smoke's default) holds no optimizer or scheduler state: resuming from it is allowed (the
+    weights are what a crash would otherwise lose, and refusing would leave every default run unresumable), and the
+    line says plainly that the optimizer starts empty and the learning-rate schedule starts again from its first step.
+    A missing checkpoint folder is left to preflight (``None``: "no such checkpoint").
+    """
+    if target == run_dir:
+        ckpt, skipped = newest_complete(run_dir)
+        if ckpt is None:
+            found = f": {skipped_text(skipped)}" if skipped else " (no checkpoint-* folder)"
+            raise SwiftkitError(f"--resume {target}: no complete checkpoint to continue from{found}")
+    else:
+        if not target.is_dir():
+            return target, None
+        problems = checkpoint_problems(target)
+        if problems:
+            newest, _ = newest_complete(run_dir)
+            other = f"; the newest complete one is {newest}" if newest is not None else ""
+            raise SwiftkitError(f"--resume {target}: incomplete checkpoint ({problems[0]}){other}")
+        ckpt, skipped = target, []
+    if str(recipe.extra_args.get("resume_only_model", "")).lower() in ("true", "1"):
+        state = ("weights only (extra_args.resume_only_model): the optimizer starts empty and the learning-rate "
+                 "schedule starts again from its first step")
+    elif saves_training_state(ckpt):
+        state = "optimizer, learning-rate schedule and RNG state restored"
+    else:
+        state = ("weights only (saved with save_only_model): the optimizer starts empty and the learning-rate "
+                 "schedule starts again from its first step")
+    note = f"resuming from {ckpt.name}: {state}"
+    if skipped:
+        note += f"; skipped {skipped_text(skipped)}"
+    return ckpt, note
 
 
 def prepare(recipe: str | Path | Recipe, *, gpu_count: Optional[int] = None,
@@ -255,6 +297,8 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
     cluster = prep.cluster
     leader = cluster.node_rank == 0
     say = on_output or (lambda line: print(line, file=sys.stderr))
+    if prep.resume_note and leader:
+        say(f"swiftkit: {prep.resume_note}")
     if prep.resume_checkpoint is not None:  # the recipe as resumed (overrides may differ) goes beside the first one's
         if leader:
             write_text(prep.run_dir / f"recipe.resume-{prep.resume_checkpoint.name}.yaml", prep.recipe.to_yaml())
@@ -271,7 +315,15 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
     cmd = process_command(prep.plan, launch_env, join_timeout=join_timeout if cluster.nnodes > 1 else None)
     log = prep.run_dir / node_log_name(cluster.node_rank)
     started = time.time()
-    code, _ = run_logged(cmd, log, env=env, on_output=on_output, append=prep.resume_checkpoint is not None)
+    errors: list[str] = []
+
+    def output(line: str) -> None:
+        if ERROR_PREFIX in line:  # a rank's one-line fatal error (a failed checkpoint save), maybe after tqdm's \r
+            errors.append(line.split(ERROR_PREFIX, 1)[1])
+        if on_output is not None:
+            on_output(line)
+
+    code, _ = run_logged(cmd, log, env=env, on_output=output, append=prep.resume_checkpoint is not None)
     if prep.recipe.persona and leader:  # every checkpoint saved, also those of a run that failed later
         persona_into_checkpoints(prep.run_dir, on_output)
     if code != 0:
@@ -280,6 +332,8 @@ def execute(prep: Prepared, *, on_output: Optional[Callable[[str], None]] = None
                                 f"did not all join within {join_timeout} s (--join-timeout), or torchrun failed before "
                                 f"(a taken --master-port?); every node needs the same --master-addr, --master-port and "
                                 f"--run-dir; see {log}")
+        if errors:
+            raise SwiftkitError(f"training stopped: {errors[-1]}; see {log}")
         raise SwiftkitError(f"training failed with exit status {code}; see {log}")
     return prep.run_dir
 
@@ -340,8 +394,9 @@ def child_env(recipe: Recipe, launch_env: dict[str, str], environ: Optional[dict
 
 
 def persona_into_checkpoints(run_dir: Path, on_output: Optional[Callable[[str], None]] = None) -> None:
-    """Write the persona into every checkpoint's chat template (swiftkit.run.persona); a failure is reported, not
-    raised: the weights are fine, and `swiftkit check --fix` can write the template later."""
+    """Write the persona into every complete checkpoint's chat template (swiftkit.run.persona; the worker already
+    wrote it into each before marking it complete, so this finds work only in checkpoints saved another way); a
+    failure is reported, not raised: the weights are fine, and `swiftkit check --fix` can write the template later."""
     from swiftkit.run.persona import apply_to_run
 
     say = on_output or (lambda line: print(line, file=sys.stderr))
@@ -349,6 +404,10 @@ def persona_into_checkpoints(run_dir: Path, on_output: Optional[Callable[[str], 
         changed = apply_to_run(run_dir)
     except SwiftkitError as exc:
         say(f"swiftkit: warning: persona template not written: {exc}")
+        return
+    except OSError as exc:  # disk full: one line, the checkpoints as they are
+        say(f"swiftkit: warning: persona template not written: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else ""))
         return
     for ckpt in changed:
         say(f"swiftkit: persona template written into {Path(ckpt).name}")

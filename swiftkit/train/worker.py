@@ -5,7 +5,9 @@ NPROC_PER_NODE/NNODES is set), so a patch applied in the launcher never reaches 
 launcher therefore starts ``python -m swiftkit.train.worker METHOD <args>`` itself, directly or as torchrun's module
 (``torchrun ... -m swiftkit.train.worker METHOD <args>``, the same torchrun options ms-swift would build). Each rank:
 
-1. applies :func:`swiftkit.stack.shims.apply_all` before ms-swift or the model code is imported;
+1. applies :func:`swiftkit.stack.shims.apply_all` before ms-swift or the model code is imported, and
+   :func:`swiftkit.train.saving.install` (checkpoints are marked complete only after every rank's save finished; a
+   failed save is one line and leaves no half checkpoint);
 2. writes ``<output_dir>/swiftkit_shims/rank<RANK>.json`` (which shims it applied and that they now hold), the
    evidence that the shims are live in every training process;
 3. runs the method's ms-swift entry point (``sft_main(argv)`` for sft) exactly as ``swift/cli/sft.py`` does;
@@ -27,6 +29,7 @@ from datasets_prep.atomic import write_json
 from swiftkit.run.rundir import RESULT
 from swiftkit.stack import shims
 from swiftkit.stack.dialect import flag_value, installed_entry
+from swiftkit.train import saving
 
 SHIM_DIR = "swiftkit_shims"
 
@@ -73,6 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     method, args = args[0], args[1:]
     applied = shims.apply_all()
+    saving.install()
     rank = int(os.environ.get("RANK", "0"))
     output_dir = flag_value(args, "output_dir")
     if output_dir:

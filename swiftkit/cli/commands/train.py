@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     for line in prep.preflight.lines():
         print(f"#   {line}", file=notes)
     if args.dry_run:
+        if prep.resume_note:  # training says it as it starts
+            print(f"# {prep.resume_note}", file=notes)
         print("# dry run: nothing started" if prep.preflight.ok else "# dry run: preflight failed", file=notes)
         return 0 if prep.preflight.ok else 1
     prep.preflight.raise_if_failed()

@@ -330,7 +330,9 @@ def test_hybrid_thinking_templates_are_the_installed_registry_s():
 
     installed = {name for name, meta in swift_api("TEMPLATE_MAPPING").items()
                  if meta.is_thinking and meta.non_thinking_prefix}
-    assert installed == HYBRID_THINKING_TEMPLATES
+    assert HYBRID_THINKING_TEMPLATES <= installed
+    if installed_dialect() is SWIFT3:  # the meaning pinned is 3.12's: exactly its hybrid templates
+        assert installed == HYBRID_THINKING_TEMPLATES
     argv = plan(load_recipe("fortune_lora"), Cluster(nproc_per_node=1)).argv
     assert argv[argv.index("--enable_thinking") + 1] == "true"
     assert "--enable_thinking" not in plan(load_recipe("muice_full"), Cluster(nproc_per_node=1)).argv

@@ -60,6 +60,10 @@ class Dialect:
     api: Mapping[str, str] = field(default_factory=lambda: dict(API3))
     """Each name of :data:`API3` -> ``module:attribute`` in this major (the same keys in every dialect)."""
 
+    def value(self, flag: str, value: str) -> str:
+        """How this major spells ``value`` of ``--flag`` (``model_type qwen2_5`` is ``qwen2`` in 4.x)."""
+        return self.value_renames.get((flag, value), value)
+
     def translate(self, argv: Sequence[str]) -> list[str]:
         """Translate a 3.x ``swift sft`` argument list (flags as ``--name value...``) to this dialect."""
         out: list[str] = []

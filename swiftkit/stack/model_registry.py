@@ -31,8 +31,11 @@ def resolve(model: str, model_type: Optional[str], template: Optional[str],
             architectures: Optional[list[str]] = None) -> Resolved:
     """What ms-swift will use for ``model`` given the recipe's ``model_type`` and ``template`` (None: ms-swift
     picks). ``architectures`` is the local model's config.json list (None for a hub id)."""
-    from swiftkit.stack.dialect import swift_api
+    from swiftkit.stack.dialect import installed_dialect, swift_api
 
+    dialect = installed_dialect()  # recipes spell names as 3.x does
+    model_type = dialect.value("model_type", model_type) if model_type else model_type
+    template = dialect.value("template", template) if template else template
     MODEL_MAPPING, TEMPLATE_MAPPING = swift_api("MODEL_MAPPING"), swift_api("TEMPLATE_MAPPING")
     get_matched_model_meta, get_matched_model_types = (swift_api("get_matched_model_meta"),
                                                        swift_api("get_matched_model_types"))

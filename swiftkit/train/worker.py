@@ -28,7 +28,8 @@ from typing import Optional, Sequence
 from datasets_prep.atomic import write_json
 from swiftkit.run.rundir import RESULT
 from swiftkit.stack import shims
-from swiftkit.stack.dialect import flag_value, installed_entry
+from swiftkit.core.errors import SwiftkitError
+from swiftkit.stack.dialect import flag_value, installed_entry, swift_api
 from swiftkit.train import saving
 
 SHIM_DIR = "swiftkit_shims"
@@ -82,10 +83,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if output_dir:
         record_shims(output_dir, rank, applied)
     try:  # what swift/cli/sft.py does before sft_main (SWIFT_SINGLE_DEVICE_MODE); absent in other releases
-        from swift.cli.utils import try_use_single_device_mode
-
-        try_use_single_device_mode()
-    except ImportError:
+        swift_api("try_use_single_device_mode")()
+    except SwiftkitError:
         pass
     result = entry_point(method)(args)
     if rank == 0 and output_dir and isinstance(result, dict):

@@ -5,6 +5,11 @@ Hub datasets are fetched as their raw files (a snapshot), so the same readers ha
 with ``HF_HUB_OFFLINE=1`` or ``MODELSCOPE_OFFLINE=1`` (or ``offline=True``) only the local cache is used.
 Where the hub cannot be reached the error is one line naming the id, never the exception text (it can
 carry URLs with tokens).
+
+Offline is a mode, per hub (:func:`hub_offline`): Hugging Face when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``,
+which huggingface_hub also reads) is set, ModelScope when ``MODELSCOPE_OFFLINE`` is (swiftkit's variable: the
+modelscope client has none of its own); the ``--offline`` option sets both (:func:`go_offline`). Offline, every
+lookup here reads the local cache only and fails at once, with one line, when the cache does not have it.
 """
 from __future__ import annotations
 
@@ -39,6 +44,32 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+HUB_NAMES = {"hf": "Hugging Face", "modelscope": "ModelScope"}
+"""Hub keys (a recipe's ``hub``, ``--hub``) -> the hub's name in messages."""
+OFFLINE_ENV = {"hf": ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"), "modelscope": ("MODELSCOPE_OFFLINE",)}
+"""The variables that make a hub's lookups cache-only (the first of each is what ``--offline`` sets)."""
+
+
+def hub_offline(hub: str) -> bool:
+    """Hub ``hub`` ("hf" / "modelscope") is offline: lookups read the local cache only."""
+    return any(_env_flag(name) for name in OFFLINE_ENV[hub])
+
+
+def go_offline() -> dict[str, Optional[str]]:
+    """``--offline``: every hub offline, in this process and the processes it starts (huggingface_hub, transformers
+    and datasets read HF_HUB_OFFLINE themselves; swiftkit's lookups read both). Returns the variables' previous
+    values (None: unset), for a caller that restores them."""
+    previous = {names[0]: os.environ.get(names[0]) for names in OFFLINE_ENV.values()}
+    for name in previous:
+        os.environ[name] = "1"
+    return previous
+
+
+def offline_hint(hub: str) -> str:
+    """How a message names the offline mode of ``hub`` (the variable a user would unset)."""
+    return f"offline: {OFFLINE_ENV[hub][0]}=1 or --offline"
+
+
 def fetch(src: str, *, offline: Optional[bool] = None, cache_dir: Optional[str] = None) -> Path:
     """Download (or find in the cache) a hub dataset's files; returns the local snapshot folder."""
     scheme, repo_id = parse_hub_id(src)
@@ -46,7 +77,7 @@ def fetch(src: str, *, offline: Optional[bool] = None, cache_dir: Optional[str] 
         if scheme == "hf":
             from huggingface_hub import snapshot_download
 
-            local_only = offline if offline is not None else _env_flag("HF_HUB_OFFLINE")
+            local_only = offline if offline is not None else hub_offline("hf")
             path = snapshot_download(repo_id=repo_id, repo_type="dataset", cache_dir=cache_dir,
                                      local_files_only=local_only)
         else:
@@ -54,7 +85,7 @@ def fetch(src: str, *, offline: Optional[bool] = None, cache_dir: Optional[str] 
                 snapshot_download as ms_snapshot_download,
             )
 
-            local_only = offline if offline is not None else _env_flag("MODELSCOPE_OFFLINE")
+            local_only = offline if offline is not None else hub_offline("modelscope")
             path = ms_snapshot_download(repo_id, repo_type="dataset", cache_dir=cache_dir, local_files_only=local_only)
     except Exception as exc:  # each hub client raises its own family of network / cache errors
         where = "not in the local cache (offline mode)" if local_only else "the hub is unreachable or refused it"
@@ -85,24 +116,32 @@ def link_boundary(folder: Path) -> Path:
     return folder
 
 
-def model_hub() -> str:
-    """The hub ms-swift takes models from: Hugging Face when ``USE_HF`` is set, else ModelScope."""
-    return "Hugging Face" if _env_flag("USE_HF") else "ModelScope"
+def model_hub_key(hub: Optional[str] = None) -> str:
+    """``hub`` when given, else the hub ms-swift takes models from: "hf" when ``USE_HF`` is set, else "modelscope"."""
+    return hub or ("hf" if _env_flag("USE_HF") else "modelscope")
 
 
-def cached_model(model_id: str) -> Optional[Path]:
+def model_hub(hub: Optional[str] = None) -> str:
+    """The name of :func:`model_hub_key`'s hub (Hugging Face, ModelScope)."""
+    return HUB_NAMES[model_hub_key(hub)]
+
+
+def cached_model(model_id: str, hub: Optional[str] = None) -> Optional[Path]:
     """The local copy of hub model ``model_id`` (``owner/name``) in the cache of :func:`model_hub`; None when it is
     not there. Never downloads."""
     try:
-        return snapshot_model(model_id, local_only=True)
+        return snapshot_model(model_id, local_only=True, hub=hub)
     except Exception:  # each hub client raises its own "not in the cache" error
         return None
 
 
-def snapshot_model(model_id: str, *, local_only: bool) -> Path:
-    """Hub model ``model_id`` as a local folder, from the hub of :func:`model_hub` (the one ms-swift trains from):
-    the cached copy, downloaded first unless ``local_only``. Raises the hub client's own error."""
-    if model_hub() == "Hugging Face":
+def snapshot_model(model_id: str, *, local_only: bool, hub: Optional[str] = None) -> Path:
+    """Hub model ``model_id`` as a local folder, from ``hub`` (default: the one ms-swift trains from,
+    :func:`model_hub_key`): the cached copy, downloaded first unless ``local_only`` or the hub is offline. Raises the
+    hub client's own error."""
+    key = model_hub_key(hub)
+    local_only = local_only or hub_offline(key)
+    if key == "hf":
         from huggingface_hub import snapshot_download
 
         path = snapshot_download(repo_id=model_id, local_files_only=local_only)

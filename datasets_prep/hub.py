@@ -73,6 +73,11 @@ def offline_hint(hub: str) -> str:
 def fetch(src: str, *, offline: Optional[bool] = None, cache_dir: Optional[str] = None) -> Path:
     """Download (or find in the cache) a hub dataset's files; returns the local snapshot folder."""
     scheme, repo_id = parse_hub_id(src)
+    hub = "hf" if scheme == "hf" else "modelscope"
+    if (offline if offline is not None else hub_offline(hub)) and cache_dir is None \
+            and cached_repo_dir(repo_id, hub, "dataset") is None:  # at once: a hub client takes seconds to import
+        raise SwiftkitError(f"--src {src}: cannot download {repo_id}: not in the local cache ({HUB_NAMES[hub]}, "
+                            f"{offline_hint(hub)}); download the files yourself and pass --src PATH")
     try:
         if scheme == "hf":
             from huggingface_hub import snapshot_download
@@ -140,7 +145,11 @@ def snapshot_model(model_id: str, *, local_only: bool, hub: Optional[str] = None
     :func:`model_hub_key`): the cached copy, downloaded first unless ``local_only`` or the hub is offline. Raises the
     hub client's own error."""
     key = model_hub_key(hub)
-    local_only = local_only or hub_offline(key)
+    if hub_offline(key):  # the cache's layout, read directly: importing a hub client alone takes seconds
+        folder = cached_model_dir(model_id, key)
+        if folder is None:
+            raise FileNotFoundError(f"{model_id}: not in the local {HUB_NAMES[key]} cache")
+        return folder
     if key == "hf":
         from huggingface_hub import snapshot_download
 
@@ -154,3 +163,43 @@ def snapshot_model(model_id: str, *, local_only: bool, hub: Optional[str] = None
     if not path or not Path(path).is_dir():
         raise FileNotFoundError(model_id)
     return Path(path)
+
+
+def cached_model_dir(model: str, hub: Optional[str] = None) -> Optional[Path]:
+    """The folder of hub model ``model`` in the local cache of :func:`model_hub_key`'s hub that has its config.json
+    (:func:`cached_repo_dir`); None when absent."""
+    return cached_repo_dir(model, model_hub_key(hub), "model")
+
+
+def cached_repo_dir(repo_id: str, hub: str, kind: str) -> Optional[Path]:
+    """A model's (with config.json) or a dataset's (not empty) folder in the local cache of ``hub``, found by the
+    caches' on-disk layout without importing a hub client (they import torch: ``swiftkit plan`` must stay fast, and
+    an offline lookup must fail at once); None when absent. ``kind``: "model" or "dataset".
+    Hugging Face: ``$HF_HUB_CACHE`` (or ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``) ``/{kind}s--owner--name/
+    snapshots/<refs/main>/``. ModelScope (``$MODELSCOPE_CACHE``, else ``~/.cache/modelscope``): ``{kind}s/owner--name/
+    snapshots/<revision>/`` since modelscope-hub, before that ``[hub/]{kind}s/owner/name`` with '.' stored as '___'."""
+    if not HUB_ID.match(repo_id):
+        return None
+    owner, name = repo_id.split("/")
+    if hub == "hf":
+        home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+        repo = Path(os.environ.get("HF_HUB_CACHE") or Path(home) / "hub").expanduser() / f"{kind}s--{owner}--{name}"
+        try:
+            ref = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+        except OSError:
+            ref = ""
+        candidates = [repo / "snapshots" / ref] if ref else sorted((repo / "snapshots").glob("*"))
+    else:
+        base = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope").expanduser()
+        snapshots = base / f"{kind}s" / f"{owner}--{name}" / "snapshots"
+        candidates = [snapshots / "master", *sorted(snapshots.glob("*"))]
+        for root in (base, base / "hub"):
+            candidates += [root / f"{kind}s" / owner / name.replace(".", "___"), root / f"{kind}s" / owner / name,
+                           root / owner / name.replace(".", "___")]
+
+    def complete(folder: Path) -> bool:
+        if kind == "model":
+            return (folder / "config.json").is_file()
+        return folder.is_dir() and any(folder.iterdir())
+
+    return next((c for c in candidates if complete(c)), None)

@@ -6,11 +6,18 @@ with ``USE_HF=1``), else, where the caller allows it, a download from that same 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
-from datasets_prep.hub import HUB_ID, hub_offline, model_hub, model_hub_key, offline_hint, snapshot_model
+from datasets_prep.hub import (
+    HUB_ID,
+    cached_model_dir,
+    hub_offline,
+    model_hub,
+    model_hub_key,
+    offline_hint,
+    snapshot_model,
+)
 from swiftkit.core.errors import SwiftkitError
 
 LOCAL_ROOTS = ("models", "runs", "output", "outputs", "checkpoints")
@@ -51,25 +58,6 @@ def local_model_dir(model: str, *, download: bool, why: str = "model", hub: Opti
 
 def cached_config_file(model: str, hub: Optional[str] = None) -> Optional[Path]:
     """config.json of hub model ``model`` in the local cache of :func:`model_hub`, found by the caches' on-disk
-    layout without importing a hub client (they import torch: ``swiftkit plan`` must stay fast); None when absent.
-    Hugging Face: ``$HF_HUB_CACHE`` (or ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``) ``/models--owner--name/
-    snapshots/<refs/main>/``; ModelScope: ``$MODELSCOPE_CACHE`` (or ``~/.cache/modelscope/hub``) ``/models/owner/
-    name/``, where '.' in the name is stored as '___'."""
-    if not HUB_ID.match(model):
-        return None
-    owner, name = model.split("/")
-    if model_hub_key(hub) == "hf":
-        home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
-        repo = Path(os.environ.get("HF_HUB_CACHE") or Path(home) / "hub").expanduser() / f"models--{owner}--{name}"
-        try:
-            ref = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
-        except OSError:
-            ref = ""
-        snapshots = [repo / "snapshots" / ref] if ref else sorted((repo / "snapshots").glob("*"))
-        candidates = [s / "config.json" for s in snapshots]
-    else:
-        root = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope" / "hub").expanduser()
-        candidates = [root / "models" / owner / name.replace(".", "___") / "config.json",
-                      root / "models" / owner / name / "config.json",
-                      root / owner / name.replace(".", "___") / "config.json"]
-    return next((c for c in candidates if c.is_file()), None)
+    layout without importing a hub client (:func:`datasets_prep.hub.cached_model_dir`); None when absent."""
+    folder = cached_model_dir(model, hub)
+    return folder / "config.json" if folder else None

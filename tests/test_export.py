@@ -125,7 +125,6 @@ def test_gguf_q8_0_metadata_of_the_lora_run_merged(lora_run, capsys):
     """A LoRA persona run: --gguf merges first; the merged model and the GGUF both carry the persona template."""
     from swiftkit.deploy.llamacpp import gguf_chat_template
     from swiftkit.run.persona import guarded_system, persona_problems
-
     from swiftkit.run.rundir import resolve_checkpoint
 
     run = lora_run

@@ -184,9 +184,11 @@ def test_hub_model_that_cannot_be_fetched_fails_preflight_in_one_line(workspace,
     monkeypatch.setattr(swift.llm, "safe_snapshot_download", offline)
     report = launch.prepare("muice_full", gpu_count=8).preflight
     assert [c.name for c in report.failures] == ["remote_code"]
+    # one whole line: the exception's text (many lines, URLs) is left out rather than cut mid-URL
     assert report.failures[0].message == (
-        "hub model Qwen/Qwen2-1.5B-Instruct: its config could not be fetched to check it for model code "
-        "(ConnectionError: HTTPSConnectionPool(host='www.modelscope.cn'): Max retries exceeded)")
+        "hub model Qwen/Qwen2-1.5B-Instruct: its config could not be fetched from ModelScope to check it for model "
+        "code (ConnectionError); without a network pass --offline to use the local cache, or --set "
+        "model=/path/to/folder")
 
 
 def test_preflight_missing_model_gpus_and_nonempty_run_dir(workspace, fake_hub):

@@ -101,7 +101,23 @@ def test_single_gpu_has_no_torchrun_env_and_no_deepspeed():
 def test_multi_node_env_is_what_ms_swift_reads():
     p = plan(load_recipe("actions_lora"), CLUSTERS["2x8"])
     assert p.env == {"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7", "NPROC_PER_NODE": "8", "NNODES": "2",
-                     "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
+                     "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500", "USE_HF": "1"}
+
+
+def test_the_plan_names_the_hub_of_the_model(monkeypatch):
+    """actions_lora's model is a Hugging Face id (hub: hf): its plan sets USE_HF=1, which is what ms-swift reads to
+    download from Hugging Face; a ModelScope recipe (the default) sets nothing, as ms-swift's default is ModelScope."""
+    from swift.utils.env import use_hf_hub
+
+    hf = plan(load_recipe("actions_lora"), Cluster(1))
+    assert load_recipe("actions_lora").hub == "hf" and "USE_HF=1 " in hf.shell()
+    monkeypatch.delenv("USE_HF", raising=False)
+    for key, value in hf.env.items():
+        monkeypatch.setenv(key, value)
+    assert use_hf_hub()
+    ms = plan(load_recipe("muice_full"), Cluster(1))
+    assert load_recipe("muice_full").hub == "modelscope" and "USE_HF" not in ms.env
+    assert "USE_HF" not in plan(load_recipe("actions_lora", ["hub=modelscope"]), Cluster(1)).env
 
 
 def test_cpu_recipe_plan():

@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(rest)
     raise_on_termination()
     trust = _trust_run_code(bool(getattr(args, "trust_run_code", False)))
+    if getattr(args, "offline", False):
+        trust.callback(_restore_env, go_offline())
     try:
         return int(module.run(args) or 0)
     except Terminated as stop:
@@ -134,4 +136,16 @@ def _trust_run_code(on: bool):
     return stack
 
 
+def _restore_env(previous: dict) -> None:
+    """Put environment variables back as they were (None: unset)."""
+    import os
+
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+from datasets_prep.hub import go_offline  # noqa: E402  (kept light: os and re only)
 from swiftkit.core.errors import SwiftkitError, Terminated, raise_on_termination  # noqa: E402  (kept light)

@@ -31,3 +31,11 @@ def add_recipe(parser: argparse.ArgumentParser) -> None:
 def add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe field, dotted for sections (e.g. --set lora.rank=32); repeatable")
+
+
+def add_offline(parser: argparse.ArgumentParser) -> None:
+    """``--offline``: the command's hub lookups read the local caches only (swiftkit.cli.main applies it)."""
+    parser.add_argument("--offline", action="store_true",
+                        help="never reach a model or dataset hub: look in the local caches only, and fail at once "
+                        "with one line when a model or dataset is not there (also: HF_HUB_OFFLINE=1, "
+                        "MODELSCOPE_OFFLINE=1)")

@@ -6,11 +6,18 @@ with ``USE_HF=1``), else, where the caller allows it, a download from that same 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
-from datasets_prep.hub import HUB_ID, model_hub, snapshot_model
+from datasets_prep.hub import (
+    HUB_ID,
+    cached_model_dir,
+    hub_offline,
+    model_hub,
+    model_hub_key,
+    offline_hint,
+    snapshot_model,
+)
 from swiftkit.core.errors import SwiftkitError
 
 LOCAL_ROOTS = ("models", "runs", "output", "outputs", "checkpoints")
@@ -26,45 +33,31 @@ def is_local_model(model: str) -> bool:
     return not HUB_ID.match(model) or first in LOCAL_ROOTS or Path(first).is_dir()
 
 
-def local_model_dir(model: str, *, download: bool, why: str = "model") -> str:
+def local_model_dir(model: str, *, download: bool, why: str = "model", hub: Optional[str] = None) -> str:
     """A local folder for ``model``: itself, or the hub copy in the local cache; downloaded when ``download``
-    (the probe of a trained run needs its base model). One-line SwiftkitError otherwise."""
+    (the probe of a trained run needs its base model) unless the hub is offline. One-line SwiftkitError otherwise."""
     path = Path(model).expanduser()
     if path.is_dir():
         return str(path) if model.startswith("~") else model
     if is_local_model(model):
         raise SwiftkitError(f"{why} {model}: no such folder (--set model=/path/to/folder)")
+    key = model_hub_key(hub)
+    offline = hub_offline(key)
     try:
-        return str(snapshot_model(model, local_only=not download))
+        return str(snapshot_model(model, local_only=not download or offline, hub=key))
     except Exception as exc:  # network, auth, missing id, not cached: one line, never the exception text (URLs)
+        if offline:
+            raise SwiftkitError(f"{why} {model}: not in the local {model_hub(key)} cache ({offline_hint(key)}); "
+                                "download it first or --set model=/path/to/folder") from None
         if download:
-            raise SwiftkitError(f"{why} {model}: not local and not downloadable from {model_hub()} "
+            raise SwiftkitError(f"{why} {model}: not local and not downloadable from {model_hub(key)} "
                                 f"({type(exc).__name__})") from None
-        raise SwiftkitError(f"{why} {model}: not in the local {model_hub()} cache and this command does not "
+        raise SwiftkitError(f"{why} {model}: not in the local {model_hub(key)} cache and this command does not "
                             f"download ({type(exc).__name__}); download it first or --set model=/path/to/folder") from None
 
 
-def cached_config_file(model: str) -> Optional[Path]:
+def cached_config_file(model: str, hub: Optional[str] = None) -> Optional[Path]:
     """config.json of hub model ``model`` in the local cache of :func:`model_hub`, found by the caches' on-disk
-    layout without importing a hub client (they import torch: ``swiftkit plan`` must stay fast); None when absent.
-    Hugging Face: ``$HF_HUB_CACHE`` (or ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``) ``/models--owner--name/
-    snapshots/<refs/main>/``; ModelScope: ``$MODELSCOPE_CACHE`` (or ``~/.cache/modelscope/hub``) ``/models/owner/
-    name/``, where '.' in the name is stored as '___'."""
-    if not HUB_ID.match(model):
-        return None
-    owner, name = model.split("/")
-    if model_hub() == "Hugging Face":
-        home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
-        repo = Path(os.environ.get("HF_HUB_CACHE") or Path(home) / "hub").expanduser() / f"models--{owner}--{name}"
-        try:
-            ref = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
-        except OSError:
-            ref = ""
-        snapshots = [repo / "snapshots" / ref] if ref else sorted((repo / "snapshots").glob("*"))
-        candidates = [s / "config.json" for s in snapshots]
-    else:
-        root = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope" / "hub").expanduser()
-        candidates = [root / "models" / owner / name.replace(".", "___") / "config.json",
-                      root / "models" / owner / name / "config.json",
-                      root / owner / name.replace(".", "___") / "config.json"]
-    return next((c for c in candidates if c.is_file()), None)
+    layout without importing a hub client (:func:`datasets_prep.hub.cached_model_dir`); None when absent."""
+    folder = cached_model_dir(model, hub)
+    return folder / "config.json" if folder else None

@@ -84,7 +84,7 @@ def probe_model_for(run_dir: str | Path, checkpoint: str = "last") -> ProbeModel
     ckpt = resolve_checkpoint(run_dir, checkpoint).resolve()
     if info.train_type == "full":
         return ProbeModel(str(ckpt), str(ckpt), trust_remote_code=info.trust_remote_code)
-    base = local_model_dir(info.model, download=True, why="base model")
+    base = local_model_dir(info.model, download=True, why="base model", hub=info.hub)
     tokenizer = str(ckpt) if has_tokenizer(ckpt) else base
     return ProbeModel(base, tokenizer, adapter=str(ckpt), trust_remote_code=info.trust_remote_code)
 

@@ -65,6 +65,12 @@ class RunInfo:
     env: dict[str, str] = field(default_factory=dict)
     """Environment the launcher set (secrets never included)."""
 
+    @property
+    def hub(self) -> str:
+        """The hub the base model came from: "hf" when the plan set ``USE_HF`` (a recipe with ``hub: hf``), else
+        ms-swift's default, "modelscope"."""
+        return "hf" if self.env.get("USE_HF", "") not in ("", "0") else "modelscope"
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -6,7 +6,9 @@ datasets_prep.remote_code."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
+from datasets_prep.hub import cached_model, hub_offline, model_hub, model_hub_key, offline_hint
 from datasets_prep.remote_code import remote_code_files
 from swiftkit.core.errors import SwiftkitError
 
@@ -23,17 +25,29 @@ def refuse_remote_code(folder: str | Path, allowed: bool) -> None:
                             "in the recipe to run it")
 
 
-def hub_remote_code_files(model_id: str) -> list[Path]:
-    """:func:`remote_code_files` of a hub model: its small files (configs, tokenizer, code; no weights) are fetched
-    into ms-swift's own cache first, as ms-swift would before loading it. One-line SwiftkitError when they cannot be
-    fetched (offline, unknown id): the training would stop at the same download."""
+def hub_remote_code_files(model_id: str, hub: Optional[str] = None) -> list[Path]:
+    """:func:`remote_code_files` of a hub model on ``hub`` ("hf" / "modelscope"; default: ms-swift's, from
+    ``USE_HF``): its small files (configs, tokenizer, code; no weights) are fetched into ms-swift's own cache first, as
+    ms-swift would before loading it. Offline (:func:`datasets_prep.hub.hub_offline`) only the local cache is read, and
+    a model not there fails at once. One-line SwiftkitError when they cannot be had: the training would stop at the
+    same download."""
+    key = model_hub_key(hub)
+    if hub_offline(key):
+        cached = cached_model(model_id, hub=key)
+        if cached is None:
+            raise SwiftkitError(f"hub model {model_id}: not in the local {model_hub(key)} cache ({offline_hint(key)}), "
+                                "so it cannot be checked for model code or trained; download it first or "
+                                "--set model=/path/to/folder")
+        return remote_code_files(cached)
     from swiftkit.stack.dialect import swift_api
 
     safe_snapshot_download = swift_api("safe_snapshot_download")
 
     try:
-        folder = safe_snapshot_download(model_id, download_model=False)
+        folder = safe_snapshot_download(model_id, download_model=False, use_hf=key == "hf")
     except Exception as exc:  # network, auth, unknown id: ms-swift and the hub client raise many kinds
-        raise SwiftkitError(f"hub model {model_id}: its config could not be fetched to check it for model code "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc
+        # never the exception text: it is many lines, carries URLs, and was cut mid-URL here before
+        raise SwiftkitError(f"hub model {model_id}: its config could not be fetched from {model_hub(key)} to check it "
+                            f"for model code ({type(exc).__name__}); without a network pass --offline to use the "
+                            "local cache, or --set model=/path/to/folder") from None
     return remote_code_files(folder)

@@ -237,6 +237,8 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
     accum = recipe.global_batch_size // denom
 
     env: dict[str, str] = {}
+    if recipe.hub == "hf":  # ms-swift (and swiftkit's hub lookups) then take the model from Hugging Face
+        env["USE_HF"] = "1"
     if recipe.launch.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     else:

@@ -18,6 +18,7 @@ import socket
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from datasets_prep.hub import model_hub
 from swiftkit.core.devices import gpu_memory as visible_gpu_memory
 from swiftkit.core.devices import visible_gpus
 from swiftkit.core.errors import SwiftkitError
@@ -71,7 +72,7 @@ def _remote_code_check(recipe: Recipe, plan: Plan) -> Check:
     found: list[Path] = []
     for model in models_loaded(plan.argv):
         try:
-            found += remote_code_files(model) if is_local_model(model) else hub_remote_code_files(model)
+            found += remote_code_files(model) if is_local_model(model) else hub_remote_code_files(model, hub=recipe.hub)
         except SwiftkitError as exc:
             return Check("remote_code", False, str(exc))
     if found and not recipe.trust_remote_code:
@@ -255,7 +256,7 @@ def preflight(
         else:
             add(Check("model", True, f"{recipe.model}: local folder"))
     else:
-        add(Check("model", True, f"{recipe.model}: hub id (downloaded by ms-swift)"))
+        add(Check("model", True, f"{recipe.model}: hub id on {model_hub(recipe.hub)} (downloaded by ms-swift)"))
     add(_template_check(recipe, config))
 
     for kind, files in (("data.train", recipe.data.train), ("data.val", recipe.data.val)):
@@ -341,7 +342,7 @@ def memory_check(recipe: Recipe, cluster: Cluster, memory: list[int]) -> Check:
     if recipe.grpo is not None:
         return Check("memory", True, "GRPO: not estimated (the rollout engine shares each GPU)")
     try:
-        shape, source = find_shape(recipe.model)
+        shape, source = find_shape(recipe.model, recipe.hub)
     except SwiftkitError as exc:
         return Check("memory", True, f"not estimated: {exc}")
     used = memory[:cluster.nproc_per_node]

@@ -164,6 +164,9 @@ class Recipe(_Strict):
                       "the run directory runs/<name>/v<N>, which must stay inside the runs root.")
     description: str = Field(description="One line shown by `swiftkit recipes`.")
     model: str = Field(description="Base model: a local folder (e.g. models/tiny-qwen2) or a hub id (Qwen/Qwen2-1.5B-Instruct).")
+    hub: Literal["modelscope", "hf"] = Field(
+        "modelscope", description="The hub a hub id in `model` is on: modelscope (ms-swift's default) or hf (Hugging "
+        "Face: the plan sets USE_HF=1, and swiftkit's own lookups use it too).")
     model_type: Optional[str] = Field(None, description="ms-swift --model_type; needed for local folders.")
     template: Optional[str] = Field(None, description="ms-swift --template (chat format).")
     trust_remote_code: bool = Field(False, description="Run the model repository's own Python code. Off unless needed.")

@@ -136,7 +136,7 @@ def shape_from_config(config: dict[str, Any], where: str = "config.json") -> Mod
         max_position=cfg.get("max_position_embeddings"))
 
 
-def find_shape(model: str) -> tuple[Optional[ModelShape], str]:
+def find_shape(model: str, hub: Optional[str] = None) -> tuple[Optional[ModelShape], str]:
     """The model's shape and where it came from: its local folder's config.json, the hub cache's copy, else the
     bundled table. ``(None, why)`` when none has it; a config.json that is there but unusable raises."""
     from swiftkit.core.local_model import cached_config_file, is_local_model
@@ -144,7 +144,7 @@ def find_shape(model: str) -> tuple[Optional[ModelShape], str]:
     if is_local_model(model):
         files = [Path(model).expanduser() / "config.json"]
     else:
-        cached = cached_config_file(model)
+        cached = cached_config_file(model, hub)
         files = [cached] if cached else []
     for path in files:
         if path.is_file():
@@ -506,7 +506,7 @@ def size_recipe(recipe: "Recipe", processes: int, *, gpu_type: Optional[str] = N
         return Sizing(recipe.name, processes, "GRPO: not estimated (the rollout engine shares each GPU; "
                       f"grpo.rollout.gpu_memory_utilization {recipe.grpo.rollout.gpu_memory_utilization})")
     try:
-        shape, source = find_shape(recipe.model)
+        shape, source = find_shape(recipe.model, recipe.hub)
     except SwiftkitError as exc:  # a config.json that is there but does not describe a dense decoder
         return Sizing(recipe.name, processes, f"not estimated: {exc}")
     if shape is None:

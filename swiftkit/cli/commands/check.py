@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_checkpoint(parser)
     parser.add_argument("--fix", action="store_true", help="add the end-of-turn id to generation_config.json eos")
     parser.add_argument("--no-probe", action="store_true", help="skip the identity probe (no model load)")
+    options.add_offline(parser)
 
 
 def run(args: argparse.Namespace) -> int:

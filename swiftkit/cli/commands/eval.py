@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_backend(parser)
     parser.add_argument("--no-identity", action="store_true", help="persona runs: skip the identity questions")
     parser.add_argument("--out", metavar="DIR", help="report folder (default RUN/eval)")
+    options.add_offline(parser)
 
 
 def run(args: argparse.Namespace) -> int:

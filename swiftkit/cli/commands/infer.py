@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=int, default=16, help="pt backend batch size (default 16)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM (default 0.9)")
     parser.add_argument("--max-model-len", type=int, help="vLLM (default: training max_length + max-new-tokens)")
+    options.add_offline(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ import sys
 from typing import Any, Callable, Iterator, Optional
 
 from datasets_prep.options import OVER_LENGTH, PrepOptions
+from swiftkit.cli import options
 
 DEFAULTS = PrepOptions()
 """Every option's default, stated once in :class:`datasets_prep.options.PrepOptions`."""
@@ -177,6 +178,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, help="file, folder, modelscope://owner/name or hf://owner/name")
     parser.add_argument("--out", required=True, help="output folder (created)")
     add_option_arguments(parser)
+    options.add_offline(parser)
 
 
 def summary_line(manifest: dict[str, Any], out: str) -> str:

@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_overrides(parser)
     parser.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                         help="auto (default): colour on a terminal, markers when piped or NO_COLOR is set")
+    options.add_offline(parser)
 
 
 def use_color(choice: str) -> bool:

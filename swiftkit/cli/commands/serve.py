@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_checkpoint(parser)
     options.add_backend(parser)
     parser.add_argument("--served-model-name", help="model name clients send (default: the recipe name)")
+    options.add_offline(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from swiftkit.cli import options
 from swiftkit.cli.commands.plan import add_cluster_arguments, plan_options, print_plan
 
 
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--join-timeout", type=int, default=None, metavar="SECONDS",
                         help="several nodes: how long a node waits for the others to join (default 300); node k > 0 "
                         "first waits this long for node 0 to listen, and each gives up with one line")
+    options.add_offline(parser)
 
 
 def run(args: argparse.Namespace) -> int:

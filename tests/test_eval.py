@@ -8,9 +8,8 @@ import math
 import re
 import subprocess
 import sys
-from pathlib import Path
-
 from html import unescape
+from pathlib import Path
 
 import pytest
 from markupsafe import escape

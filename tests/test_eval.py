@@ -376,6 +376,8 @@ def test_eval_on_the_smoke_run(smoke, tmp_path, capsys):
         assert s["base"] != s["reference"]
     tuned, base = report["metrics"]["tuned"], report["metrics"]["base"]
     assert tuned["exact_match"] == 1.0 and tuned["rouge_l"] == 1.0 and tuned["truncation_rate"] == 0.0
+    assert report["counts"]["tuned"]["exact_match"] == [3, 3] and report["counts"]["tuned"]["truncation_rate"] == [0, 3]
+    assert "100 % (3/3)" in printed and "0 % (0/3)" in printed  # rates printed as rates
     assert base["exact_match"] == 0.0 and base["rouge_l"] < 0.5
     assert tuned["identity_run_system"] == 1.0 and tuned["identity_no_system"] == 1.0
     assert base["identity_run_system"] == 0.0

@@ -162,14 +162,9 @@ def _encode(template, messages: list[dict], max_length: Optional[int]) -> dict:
 
 def byte_level_table() -> dict[str, int]:
     """GPT-2 byte-level BPE's printable stand-ins -> the bytes they stand for (Qwen, Llama-3: tokens are byte runs)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, chars)}
+    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+
+    return {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 def token_text(tokenizer: Any, token: int, table: Optional[dict[str, int]] = None) -> str:

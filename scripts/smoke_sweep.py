@@ -1,4 +1,5 @@
-"""The smoke's margin across seeds, thread counts and process counts (`make smoke-sweep`, ~2.5 min a run on 2 cores).
+"""The smoke's margin across seeds, thread counts and process counts (`make smoke-sweep`; each run takes one smoke's
+time, which README.md states).
 
 CPU float results differ between CPU types, so one passing smoke proves little: this runs the whole smoke
 (prep, tiny model, training through the launcher, check, infer) once per configuration and prints one row each:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -104,7 +106,8 @@ def test_think_format_and_truncation_on_medical_answers():
 
 def test_action_validity_only_offered_actions():
     assert em.actions_valid("我来做饭。\n<&做饭-炒冬瓜&>", ACTIONS_SYSTEM, ACTION_REF)
-    assert em.actions_valid("好的，马上。", ACTIONS_SYSTEM, ACTION_REF)  # no tag is not invalid
+    assert not em.actions_valid("好的，马上。", ACTIONS_SYSTEM, ACTION_REF)  # no tag: no action taken, none valid
+    assert not em.actions_valid("", ACTIONS_SYSTEM, ACTION_REF)  # an empty answer takes no valid action
     assert not em.actions_valid("我来做饭。\n<&飞-天空&>", ACTIONS_SYSTEM, ACTION_REF)  # invented
     assert not em.actions_valid("<&做饭-炒冬瓜&>\n<&跳舞-华尔兹&>", ACTIONS_SYSTEM, ACTION_REF)  # one invented
     assert not em.actions_valid("我来做饭。<&做饭-炒冬瓜", ACTIONS_SYSTEM, ACTION_REF)  # unclosed tag
@@ -125,8 +128,45 @@ def test_action_agreement_is_the_reference_tags_in_order():
                       tuned="<&杯子-倒水&>\n<&切开-西瓜&>", base="好的。")]
     tuned, base = em.sample_metrics(samples, "tuned"), em.sample_metrics(samples, "base")
     assert (tuned["action_valid"], tuned["action_agreement"]) == (1.0, 0.5)
-    assert (base["action_valid"], base["action_agreement"]) == (0.5, 0.0)
+    assert (base["action_valid"], base["action_agreement"]) == (0.0, 0.0)  # an invented tag, then no tag
     assert em.data_kinds(samples, persona=False) == ["actions"]
+
+
+def test_an_answer_without_an_action_is_not_a_valid_action():
+    """The issue's numbers: the random base model answered nothing and scored 1.0 "valid actions"; the tuned model,
+    2 of 3 right, scored 0.667 and was painted red as worse. A prompt whose reference does not act is not counted
+    (not acting is right there; action agreement judges it)."""
+    prompts = [("饿了", ACTION_REF, "我来做饭。\n<&做饭-炒冬瓜&>"),
+               ("切个西瓜，再给我倒杯水", TWO_ACTION_REF, "<&切开-西瓜&>\n<&杯子-倒水&>"),
+               ("口渴了", "给你倒杯水。\n<&杯子-倒水&>", "给你倒杯水。\n<&喝-可乐&>"),  # an invented action
+               ("今天天气怎么样", "今天天气不错，适合出去走走。", "今天天气不错。")]  # the reference does not act
+    samples = [sample(ACTIONS_SYSTEM, q, ref, base="", tuned=t) for q, ref, t in prompts]
+    tuned, base = em.sample_metrics(samples, "tuned"), em.sample_metrics(samples, "base")
+    assert base["action_valid"] == 0.0 and tuned["action_valid"] == pytest.approx(2 / 3, abs=1e-4)
+    assert em.sample_counts(samples, "base")["action_valid"] == [0, 3]
+    assert em.sample_counts(samples, "tuned")["action_valid"] == [2, 3]
+    assert em.sample_counts(samples, "tuned")["action_agreement"] == [3, 4]  # the silent answer agrees
+    report = {"columns": [{"side": "base", "label": "base"}, {"side": "tuned", "label": "tuned"}],
+              "metric_rows": em.metric_rows(["actions"], [], None),
+              "metrics": {side: em.sample_metrics(samples, side) for side in ("base", "tuned")},
+              "counts": {side: em.sample_counts(samples, side) for side in ("base", "tuned")}}
+    row = {r["key"]: r for r in table_rows(report)}["action_valid"]
+    assert row["cells"] == {"base": "0 % (0/3)", "tuned": "66.7 % (2/3)"}
+    assert row["marks"]["tuned"] == "better"
+
+
+def test_rates_are_shown_as_rates_with_their_counts():
+    """"truncated 1" meant 100 %: a rate is a percent of the answers it counts, with n/N beside it; a mean score
+    stays a number."""
+    samples = [sample(MUICE_SYSTEM, "你是谁？", "我是沐雪哦", base="我是" * 40, tuned="我是沐雪哦", base_truncated=True)]
+    report = {"columns": [{"side": "base", "label": "base"}, {"side": "tuned", "label": "tuned"}],
+              "metric_rows": em.metric_rows([], [], None),
+              "metrics": {side: em.sample_metrics(samples, side) for side in ("base", "tuned")},
+              "counts": {side: em.sample_counts(samples, side) for side in ("base", "tuned")}}
+    rows = {r["key"]: r for r in table_rows(report)}
+    assert rows["truncation_rate"]["cells"] == {"base": "100 % (1/1)", "tuned": "0 % (0/1)"}
+    assert rows["exact_match"]["cells"] == {"base": "0 % (0/1)", "tuned": "100 % (1/1)"}
+    assert rows["rouge_l"]["cells"]["tuned"] == "1" and "%" not in rows["rouge_l"]["cells"]["base"]
 
 
 # --- persona ----------------------------------------------------------------------------------------------------
@@ -256,6 +296,8 @@ def fake_report() -> dict:
     metrics = {side: {**em.sample_metrics(samples, side), **em.identity_metrics(identity, side, "沐雪"),
                       **log_figures({"train": [[1, 12.0], [2, 0.5]] if side == "tuned" else [], "eval": []})}
                for side in ("base", "tuned")}
+    counts = {side: {**em.sample_counts(samples, side), **em.identity_counts(identity, side, "沐雪")}
+              for side in ("base", "tuned")}
     return {"run": "/runs/smoke_tiny/v1", "run_label": "smoke_tiny/v1", "recipe": "smoke_tiny", "train_type": "full", "base_model": "/models/tiny",
             "checkpoint": "/runs/smoke_tiny/v1/checkpoint-660", "compare": None,
             "columns": [{"side": "base", "label": "base (tiny)"}, {"side": "tuned", "label": "tuned (smoke_tiny/v1)"}],
@@ -263,7 +305,7 @@ def fake_report() -> dict:
             "generation": {"backend": "pt", "greedy": True, "max_new_tokens": 64, "template": "saved"},
             "system": MUICE_SYSTEM, "persona_name": "沐雪", "kinds": ["persona"],
             "metric_rows": em.metric_rows(["persona"], ["identity_no_system"], "沐雪"), "metrics": metrics,
-            "curves": {"tuned": {"train": [[1, 12.0], [2, 3.0], [3, 0.5]], "eval": [[3, 0.9]]}},
+            "counts": counts, "curves": {"tuned": {"train": [[1, 12.0], [2, 3.0], [3, 0.5]], "eval": [[3, 0.9]]}},
             "samples": samples, "identity": identity}
 
 
@@ -281,11 +323,18 @@ def test_report_page_is_self_contained_escaped_and_stable(tmp_path):
     assert "<img src=x" not in html and "&lt;b&gt;粗体&lt;/b&gt;" in html
     # the metrics table: base and tuned, better/worse marked against the base
     rows = {r["key"]: r for r in table_rows(report)}
-    assert rows["exact_match"]["cells"] == {"base": "0", "tuned": "1"} and rows["exact_match"]["marks"]["tuned"] == "better"
+    assert rows["exact_match"]["cells"] == {"base": "0 % (0/2)", "tuned": "100 % (2/2)"}
+    assert rows["exact_match"]["marks"]["tuned"] == "better"
     assert rows["truncation_rate"]["marks"]["tuned"] == "better"  # 0 truncated beats 0.5: lower is better
     assert "eval_loss" not in rows and "action_valid" not in rows  # nothing logged / not this data
     assert '<table class="metrics">' in html and ">base (tiny)</th>" in html and ">tuned (smoke_tiny/v1)</th>" in html
     assert html.count('<div class="sample">') == 2 and "truncated</span>" in html
+    # every metric in the table is defined on the page, as rendered text (not only a tooltip)
+    page_text = re.sub(r"<[^>]+>", "", html)
+    for row in rows.values():
+        assert f'<dt id="def-{row["key"]}">' in html and str(escape(row["definition"])) in html
+        assert row["definition"].split(". Over:")[0] in unescape(page_text)
+    assert "Value: the share of those answers" in page_text and "lower is better" in page_text
     # byte-identical when written again
     first = (json_path.read_bytes(), html_path.read_bytes())
     write_report(json.loads(json_path.read_text(encoding="utf-8")), tmp_path / "eval")
@@ -327,6 +376,8 @@ def test_eval_on_the_smoke_run(smoke, tmp_path, capsys):
         assert s["base"] != s["reference"]
     tuned, base = report["metrics"]["tuned"], report["metrics"]["base"]
     assert tuned["exact_match"] == 1.0 and tuned["rouge_l"] == 1.0 and tuned["truncation_rate"] == 0.0
+    assert report["counts"]["tuned"]["exact_match"] == [3, 3] and report["counts"]["tuned"]["truncation_rate"] == [0, 3]
+    assert "100 % (3/3)" in printed and "0 % (0/3)" in printed  # rates printed as rates
     assert base["exact_match"] == 0.0 and base["rouge_l"] < 0.5
     assert tuned["identity_run_system"] == 1.0 and tuned["identity_no_system"] == 1.0
     assert base["identity_run_system"] == 0.0

@@ -109,3 +109,62 @@ def test_one_line_errors(capsys, tmp_path):
     assert "no such folder" in capsys.readouterr().err
     assert cli_main(["preview", "actions_grpo"]) == 1
     assert "method grpo generates its answers" in capsys.readouterr().err
+
+
+# --- --ids: token by token, the view seed 002 built by hand ------------------------------------------------------
+
+ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(-100|\d+)  (.*)$")
+ARITHMETIC = ("2+2等于几？", "2+2等于5。")  # a deliberately wrong answer, so the trained tokens are plainly the answer's
+
+
+def id_rows(out: str) -> list[tuple[int, int, int, str]]:
+    rows = [ROW.match(line) for line in out.splitlines()]
+    return [(int(m[1]), int(m[2]), int(m[3]), m[4]) for m in rows if m]
+
+
+@pytest.mark.slow
+def test_ids_view_pins_the_masking(capsys, model, tmp_path):
+    """System and user tokens (and the template's markup) carry -100; every assistant token, its end-of-turn included,
+    carries its own id. Ids and the masked count come from the tokenizer's own chat template, independently."""
+    from transformers import AutoTokenizer
+
+    data = write_jsonl(tmp_path / "train.jsonl", [record(SYSTEM, *ARITHMETIC)])
+    code, out = preview(capsys, model, data, "--ids", "--n", "1")
+    assert code == 0, out
+    tok = AutoTokenizer.from_pretrained(model)
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ARITHMETIC[0]}]
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True)
+    full = tok.apply_chat_template([*messages, {"role": "assistant", "content": ARITHMETIC[1]}])
+    rows = id_rows(out)
+    assert [r[0] for r in rows] == list(range(len(rows)))
+    assert [r[1] for r in rows][:len(full)] == full  # the ids training sees (ms-swift may train one more "\n")
+    labels = [r[2] for r in rows]
+    assert labels[:len(prompt)] == [-100] * len(prompt)
+    assert labels[len(prompt):] == [r[1] for r in rows][len(prompt):]  # trained: label = the token's own id
+    trained_text = "".join(r[3] for r in rows[len(prompt):])
+    assert trained_text.startswith(ARITHMETIC[1] + "<|im_end|>"), trained_text
+    assert ("".join(r[3] for r in rows).replace("␣", " ").replace("↵", "\n")
+            == tok.decode([r[1] for r in rows], skip_special_tokens=False))
+    assert f"· {len(rows)} tokens, {len(rows) - len(prompt)} trained" in out
+    assert "label -100: the loss ignores it" in out and "\x1b[" not in out
+    again = preview(capsys, model, data, "--ids", "--n", "1")[1]
+    assert again == out  # deterministic
+
+
+def test_a_token_holding_part_of_a_character_shows_its_bytes(model):
+    from transformers import AutoTokenizer
+
+    from swiftkit.evaluate.preview import token_rows, visible
+
+    tok = AutoTokenizer.from_pretrained(model)
+    text = "龘𠀀 等于\n"  # rare characters span tokens in Qwen's vocabulary
+    ids = tok.encode(text)
+    rows = token_rows(tok, ids, ids)
+    texts = [t for _, _, t in rows]
+    assert not any("\ufffd" in t for t in texts)
+    split = [t for t in texts if re.fullmatch(r"(<0x[0-9A-F]{2}>)+", t)]
+    assert len(split) >= 3  # 龘 and 𠀀 each span two or more tokens
+    # each token is either its bytes or its text: together they are the text's UTF-8, byte for byte
+    assert b"".join(bytes.fromhex("".join(re.findall(r"<0x([0-9A-F]{2})>", t))) if t in split else t.encode()
+                    for t in texts) == text.encode()
+    assert visible(" 等于\n\t\x07") == "␣等于↵⇥\\x07"

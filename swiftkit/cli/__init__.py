@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 from typing import Sequence
 
 
@@ -72,6 +73,19 @@ def _did_you_mean(name: str) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def command_parser(name: str) -> tuple[ModuleType, argparse.ArgumentParser]:
+    """The module of command ``name`` and its parser; the module's docstring is the ``--help`` description, shown as
+    written (RawDescriptionHelpFormatter)."""
+    module = importlib.import_module(module_name(name))
+    parser = argparse.ArgumentParser(
+        prog=f"swiftkit {name}",
+        description=(module.__doc__ or ROUTES[name]).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(parser)
+    return module, parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -87,13 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary is None:
         print(f"swiftkit: unknown command '{name}'{_did_you_mean(name)}; see `swiftkit --help`", file=sys.stderr)
         return 2
-    module = importlib.import_module(module_name(name))
-    parser = argparse.ArgumentParser(
-        prog=f"swiftkit {name}",
-        description=(module.__doc__ or summary).strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    module.add_arguments(parser)
+    module, parser = command_parser(name)
     args = parser.parse_args(rest)
     raise_on_termination()
     trust = _trust_run_code(bool(getattr(args, "trust_run_code", False)))

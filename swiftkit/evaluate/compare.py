@@ -334,8 +334,10 @@ def evaluate(run_dir: str | Path, options: Optional[EvalOptions] = None) -> dict
     curves = {"tuned": loss_curves(run)}
     if compare is not None:
         curves["compare"] = loss_curves(compare)
-    metrics = {}
+    metrics, counts = {}, {}
     for c in sides:
+        counts[c.side] = {**eval_metrics.sample_counts(samples, c.side),
+                          **eval_metrics.identity_counts(identity_rows, c.side, name)}
         values = eval_metrics.sample_metrics(samples, c.side)
         values.update(eval_metrics.identity_metrics(identity_rows, c.side, name))
         values.update(log_figures(curves[c.side]) if c.side in curves else
@@ -361,6 +363,7 @@ def evaluate(run_dir: str | Path, options: Optional[EvalOptions] = None) -> dict
         "kinds": kinds,
         "metric_rows": eval_metrics.metric_rows(kinds, identity_keys, name),
         "metrics": metrics,
+        "counts": counts,
         "curves": curves,
         "samples": samples,
         "identity": [{k: v for k, v in row.items() if k != "messages"} for row in identity_rows],

@@ -7,6 +7,9 @@ masked tokens (label -100: the prompt, the system prompt, the template's markup)
 and their end-of-turn token). Two problems are flagged: a record whose last end-of-turn token carries no label (the
 model never learns to stop), and a record longer than max_length (ms-swift's default ``truncation_strategy delete``
 drops it from training; ``left``/``right`` cut it).
+
+With ``--ids`` a record is shown token by token, the view seed 002 built by hand: each token's id, its label (the
+id itself where training learns it, -100 where the loss ignores it) and its text, one row each.
 """
 from __future__ import annotations
 
@@ -125,6 +128,8 @@ class RecordPreview:
     segments: list[Segment] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dropped: bool = False
+    table: list[tuple[int, int, str]] = field(default_factory=list)
+    """(id, label, text) of every token shown, filled when asked for (``--ids``)."""
 
     @property
     def trained(self) -> int:
@@ -154,8 +159,37 @@ def _encode(template, messages: list[dict], max_length: Optional[int]) -> dict:
         template.max_length = saved
 
 
-def preview_record(tt: TrainingTemplate, record: Any, number: int, where: str, eot: int) -> RecordPreview:
-    """Encode one record as training does; the segments to show and the warnings."""
+def byte_level_table() -> dict[str, int]:
+    """GPT-2 byte-level BPE's printable stand-ins -> the bytes they stand for (Qwen, Llama-3: tokens are byte runs)."""
+    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+
+    return {char: byte for byte, char in bytes_to_unicode().items()}
+
+
+def token_text(tokenizer: Any, token: int, table: Optional[dict[str, int]] = None) -> str:
+    """One token's text. A token that holds part of a character (a Chinese character is 3 UTF-8 bytes; the rarer
+    ones span tokens) has no text of its own: its bytes are shown as ``<0xE7><0xAD>`` where the vocabulary is
+    byte-level, else the decoder's replacement character."""
+    text = tokenizer.decode([token], skip_special_tokens=False)
+    if "\ufffd" not in text:
+        return text
+    piece = tokenizer.convert_ids_to_tokens(token)
+    table = table if table is not None else byte_level_table()
+    if isinstance(piece, str) and piece and all(c in table for c in piece):
+        return "".join(f"<0x{table[c]:02X}>" for c in piece)
+    return text
+
+
+def token_rows(tokenizer: Any, ids: Sequence[int], labels: Sequence[int]) -> list[tuple[int, int, str]]:
+    """(id, label, text) per token."""
+    table = byte_level_table()
+    return [(token, label, token_text(tokenizer, token, table)) for token, label in zip(ids, labels)]
+
+
+def preview_record(tt: TrainingTemplate, record: Any, number: int, where: str, eot: int,
+                   tokens: bool = False) -> RecordPreview:
+    """Encode one record as training does; the segments to show, the warnings and, with ``tokens``, every token's
+    id, label and text."""
     from swiftkit.evaluate.check import stop_label_ok
 
     template = tt.template
@@ -175,6 +209,8 @@ def preview_record(tt: TrainingTemplate, record: Any, number: int, where: str, e
     if too_long and tt.truncation_strategy in ("delete", "split"):
         preview.dropped = tt.truncation_strategy == "delete"
         preview.segments = segments(full["input_ids"], full["labels"], decode)
+        if tokens:
+            preview.table = token_rows(template.tokenizer, full["input_ids"], full["labels"])
         preview.warnings.append(
             f"record {number}: {length} tokens > max_length {limit}: training drops it (truncation_strategy delete; "
             "--set extra_args.truncation_strategy=right keeps a cut copy)" if preview.dropped else
@@ -183,6 +219,8 @@ def preview_record(tt: TrainingTemplate, record: Any, number: int, where: str, e
         return preview
     encoded = template.encode({"messages": messages})
     preview.segments = segments(encoded["input_ids"], encoded["labels"], decode)
+    if tokens:
+        preview.table = token_rows(template.tokenizer, encoded["input_ids"], encoded["labels"])
     if too_long:
         preview.warnings.append(f"record {number}: truncated at max_length {limit} ({length} tokens, "
                                 f"truncation_strategy {tt.truncation_strategy})")
@@ -192,8 +230,8 @@ def preview_record(tt: TrainingTemplate, record: Any, number: int, where: str, e
     return preview
 
 
-def preview_records(tt: TrainingTemplate, n: int) -> Iterator[RecordPreview]:
-    """The first ``n`` records of the recipe's train files."""
+def preview_records(tt: TrainingTemplate, n: int, tokens: bool = False) -> Iterator[RecordPreview]:
+    """The first ``n`` records of the recipe's train files (``tokens``: with every token's id, label and text)."""
     from swiftkit.evaluate.check import end_of_turn_id, iter_records
 
     files = tt.train_files
@@ -202,7 +240,7 @@ def preview_records(tt: TrainingTemplate, n: int) -> Iterator[RecordPreview]:
         raise SwiftkitError(f"train file {missing[0]}: not found (run `make prep`, or --set data.train=[FILE])")
     eot = end_of_turn_id(tt.template)
     for number, (name, lineno, record) in enumerate(iter_records(files, n), 1):
-        yield preview_record(tt, record, number, f"{name}:{lineno}", eot)
+        yield preview_record(tt, record, number, f"{name}:{lineno}", eot, tokens)
 
 
 # --- printing -----------------------------------------------------------------------------------------------------
@@ -216,10 +254,43 @@ def _clean(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text).replace("\n", "↵\n")
 
 
+def _head(preview: RecordPreview) -> str:
+    state = "DROPPED by training" if preview.dropped else f"{preview.trained} trained"
+    return f"── record {preview.number} · {preview.where} · {preview.tokens} tokens, {state}"
+
+
+def _warnings(preview: RecordPreview, color: bool) -> list[str]:
+    return [f"{YELLOW}warning: {w}{RESET}" if color else f"warning: {w}" for w in preview.warnings]
+
+
+_VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥"})
+
+
+def visible(text: str) -> str:
+    """A token's text on one table row: space, newline and tab as ␣ ↵ ⇥ (a token may be nothing but those), other
+    control characters as \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.translate(_VISIBLE))
+
+
+IDS_HEAD = ("label = id: training learns to predict this token from the ones before it (the loss shifts by one); "
+            "label -100: the loss ignores it")
+
+
+def render_ids(preview: RecordPreview, *, color: bool) -> str:
+    """One row per token: position, id, label (-100 for masked), text; trained rows green on a terminal."""
+    width = max([len(str(len(preview.table) - 1)), 3])
+    id_width = max([len(str(t)) for t, _, _ in preview.table] + [2])
+    label_width = max([len(str(label)) for _, label, _ in preview.table] + [5])
+    lines = [_head(preview), f"{'pos'.rjust(width)}  {'id'.rjust(id_width)}  {'label'.rjust(label_width)}  text"]
+    for pos, (token, label, text) in enumerate(preview.table):
+        row = f"{str(pos).rjust(width)}  {str(token).rjust(id_width)}  {str(label).rjust(label_width)}  {visible(text)}"
+        lines.append(f"{GREEN if label != IGNORE else DIM}{row}{RESET}" if color else row)
+    return "\n".join(lines + _warnings(preview, color))
+
+
 def render(preview: RecordPreview, *, color: bool) -> str:
     """Masked runs dim and trained text green on a terminal; ``[-100 × N]`` and the trained text otherwise."""
-    state = "DROPPED by training" if preview.dropped else f"{preview.trained} trained"
-    head = f"── record {preview.number} · {preview.where} · {preview.tokens} tokens, {state}"
+    head = _head(preview)
     texts = [_clean(seg.text) for seg in preview.segments]
     if texts and texts[-1].endswith("\n"):  # a trailing newline is already shown as ↵
         texts[-1] = texts[-1][:-1]
@@ -229,6 +300,4 @@ def render(preview: RecordPreview, *, color: bool) -> str:
             body.append(f"{GREEN if seg.trained else DIM}{text}{RESET}")
         else:
             body.append(text if seg.trained else f"[-100 × {len(seg.ids)}]")
-    lines = [head, "".join(body)]
-    lines += [f"{YELLOW}warning: {w}{RESET}" if color else f"warning: {w}" for w in preview.warnings]
-    return "\n".join(lines)
+    return "\n".join([head, "".join(body)] + _warnings(preview, color))

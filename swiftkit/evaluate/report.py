@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from datasets_prep.atomic import write_json, write_text
+from swiftkit.evaluate.metrics import definition
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -52,6 +53,9 @@ PAGE = """\
   margin: 0 4px 2px 0; background: #eef0f5; color: #445; } .chip.ok { background: #d8f2df; color: #185c2b; }
   .chip.bad { background: #f9dada; color: #7d1d1d; }
   .empty { color: #99a; font-style: italic; }
+  h3 { font-size: 14px; margin: 16px 0 4px; } table.metrics a { color: inherit; text-decoration: none; }
+  dl.defs { margin: 0; font-size: 12.5px; color: #334; } dl.defs dt { font-weight: 600; margin-top: 4px; }
+  dl.defs dd { margin: 0 0 0 16px; }
 </style>
 </head>
 <body>
@@ -71,11 +75,15 @@ PAGE = """\
 
 <h2>Metrics</h2>
 <table class="metrics">
-  <tr><th>metric</th>{% for side, label in columns %}<th>{{ label }}</th>{% endfor %}<th>what it measures</th></tr>
-{% for row in rows %}  <tr><td>{{ row.label }}</td>{% for side, label in columns %}<td class="num {{ row.marks[side] }}">{{ row.cells[side] }}</td>{% endfor %}<td class="desc">{{ row.description }}</td></tr>
+  <tr><th>metric</th>{% for side, label in columns %}<th>{{ label }}</th>{% endfor %}<th>counted over</th></tr>
+{% for row in rows %}  <tr><td title="{{ row.definition }}"><a href="#def-{{ row.key }}">{{ row.label }}</a></td>{% for side, label in columns %}<td class="num {{ row.marks[side] }}">{{ row.cells[side] }}</td>{% endfor %}<td class="desc">{{ row.over }}</td></tr>
 {% endfor %}</table>
-<p class="meta">Green: better than the base model, red: worse (by each metric's own direction). — : does not apply
-  to this data, or not logged.</p>
+<p class="meta">Rates are the share of the answers counted: "67 % (2/3)" is 2 of 3 answers. Green: better than the
+  base model, red: worse (by each metric's own direction). — : does not apply to this data, or not logged.</p>
+<h3>Definitions</h3>
+<dl class="defs">
+{% for row in rows %}  <dt id="def-{{ row.key }}">{{ row.label }}</dt><dd>{{ row.definition }}</dd>
+{% endfor %}</dl>
 {% if report.identity %}
 <h2>Identity{% if report.persona_name %} ({{ report.persona_name }}){% endif %}</h2>
 <table class="identity">
@@ -106,6 +114,14 @@ def fmt(value: Optional[float]) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def fmt_rate(count: Optional[list[int]]) -> str:
+    """A rate as a rate: ``67 % (2/3)``, from [answers counted, answers it is taken over]; — when none."""
+    if not count or not count[1]:
+        return "—"
+    hits, total = count
+    return f"{100 * hits / total:.3g} % ({hits}/{total})"
+
+
 def _mark(row: dict[str, Any], base: Optional[float], value: Optional[float]) -> str:
     if base is None or value is None or value == base:
         return ""
@@ -118,15 +134,17 @@ def columns(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The metrics table: formatted values per column, and better/worse marks against the base column."""
-    metrics = report["metrics"]
+    """The metrics table: formatted values per column (rates as percent with their counts), each row's definition,
+    and better/worse marks against the base column."""
+    metrics, counts = report["metrics"], report["counts"]
     out = []
     for row in report["metric_rows"]:
         values = {side: metrics[side].get(row["key"]) for side, _ in columns(report)}
         if all(v is None for v in values.values()):
             continue
         base = values.get("base")
-        out.append({**row, "cells": {side: fmt(v) for side, v in values.items()},
+        cells = {side: fmt_rate(counts[side].get(row["key"])) if row["rate"] else fmt(v) for side, v in values.items()}
+        out.append({**row, "cells": cells, "definition": definition(row),
                     "marks": {side: "" if side == "base" else _mark(row, base, v) for side, v in values.items()}})
     return out
 

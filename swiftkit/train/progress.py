@@ -12,7 +12,12 @@ LOSS = re.compile(r"'loss': '?([-+0-9.eE]+|nan|inf)")
 
 
 class TrainProgress:
-    """An ``on_output`` callback for the launcher; call :meth:`close` when training ends."""
+    """An ``on_output`` callback for the launcher; call :meth:`close` when training ends.
+
+    One bar is one training phase, and its ``loss first -> last`` is that phase's own: :meth:`phase` starts the next
+    (the GRPO smoke's SFT warm-up, then GRPO), and a step counter that starts again (a lower step or another total)
+    opens a new bar too. The GRPO bar once showed the warm-up's first loss ("11.9267 -> 0.0002").
+    """
 
     def __init__(self, desc: str = "train", file: Optional[IO[str]] = None) -> None:
         self.desc = desc
@@ -31,6 +36,8 @@ class TrainProgress:
         if not step:
             return
         done, total = int(step.group(1)), int(step.group(2))
+        if self.bar is not None and (total != self.bar.total or done < self.bar.n):
+            self.close()  # another training started under this callback: its own bar, its own losses
         if self.bar is None:
             self.bar = tqdm(total=total, desc=self.desc, unit="step", file=self.file, dynamic_ncols=True)
         loss = LOSS.search(line)
@@ -40,7 +47,14 @@ class TrainProgress:
             self.bar.set_postfix_str(f"loss {self.first_loss:.4f} -> {self.last_loss:.4f}", refresh=False)
         self.bar.update(max(done - self.bar.n, 0))
 
+    def phase(self, desc: str) -> None:
+        """End the current bar; the next training's bar is called ``desc``."""
+        self.close()
+        self.desc = desc
+
     def close(self) -> None:
+        """End the bar and forget its phase's losses."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        self.first_loss = self.last_loss = None

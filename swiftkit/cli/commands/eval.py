@@ -3,16 +3,8 @@ conversation and system prompt, each through its own saved chat template), side 
 the run's data. Writes RUN/eval/report.json and RUN/eval/report.html (one self-contained page: loss curves, the
 metrics table, the samples side by side).
 
-metrics (each only where the data teaches it; "—" otherwise):
-  exact match, ROUGE-L (chars), char-bigram F1   every prompt with a reference answer: similarity to it, Chinese-
-                     aware (characters, punctuation ignored, <think> removed from both sides)
-  truncated          answers that hit --max-new-tokens without an end-of-turn token (lower is better)
-  <think> format     reasoning data (the reference thinks): <think>thinking</think>answer, one block, both non-empty
-  valid actions      action data (the system prompt lists 可选动作): every <&action&> tag is an offered one
-  action agreement   action data: exactly the reference's tags, in order
-  identity (run system / no system)   persona runs: "你是谁？" and two paraphrases name the persona and do not claim
-                     Qwen / 通义千问 / Alibaba, asked with the run's system prompt and with none
-  train loss, eval loss, eval perplexity   from the run's logs (eval loss only when the recipe sets eval_steps)
+metrics (each only where the data teaches it; "—" otherwise; the report page states the same definitions):
+{METRICS}
 
 Prompts: the run's val split (default), or --prompts FILE with one prompt per line: a messages record as prep
 writes it (the last assistant message is the reference), {"prompt": ..., "reference": ..., "system": ...}, or plain
@@ -35,6 +27,9 @@ import argparse
 from pathlib import Path
 
 from swiftkit.cli import options
+from swiftkit.evaluate.metrics import help_text
+
+__doc__ = __doc__.replace("{METRICS}", help_text())  # the definitions, stated once in swiftkit.evaluate.metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

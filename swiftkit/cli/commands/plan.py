@@ -8,7 +8,7 @@ nearest global batches that do). A val file that is empty (prep --val-ratio 0) i
 examples:
   swiftkit plan muice_full                      # the recipe's default: one node of 8 GPUs, DeepSpeed ZeRO-2
   swiftkit plan muice_full --gpus 2             # same global batch 8: accumulation 4 instead of 1
-  swiftkit plan actions_lora --gpus 8 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 \
+  swiftkit plan actions_lora --gpus 8 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 \\
       --run-dir /shared/runs/actions_lora/v1  # every node names the same run directory
   swiftkit plan fortune_lora --set lora.qlora=false --set learning_rate=1e-4
   swiftkit plan muice_full --set model=Qwen/Qwen2.5-1.5B-Instruct   # model_type/template follow the model

@@ -27,8 +27,8 @@ Each option's default is in its help below. Same inputs and seed give byte-ident
 
 Data as its authors have it: --encoding gbk reads a CSV/JSON/JSONL that Excel saved on Chinese Windows (without
 it, such a file is refused with one line saying so); --columns actions=行动,question=问题,answer=回答 renames input
-columns before the reader sees them (a FROM the file lacks is an error listing its columns). \r\n and lone \r
-inside any message become \n (counted in the manifest's line_ends_normalized). An actions answer tag <&X&> that the
+columns before the reader sees them (a FROM the file lacks is an error listing its columns). \\r\\n and lone \\r
+inside any message become \\n (counted in the manifest's line_ends_normalized). An actions answer tag <&X&> that the
 record's 行动 list does not offer is a reject. With actions, --system replaces the instruction only; each record's
 action list follows it. --keep-duplicates keeps exact duplicates (manifest: duplicates_kept). --over-length
 drop|truncate rejects, or cuts the last assistant answer of, records over --max-length tokens (manifest:
@@ -182,6 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def summary_line(manifest: dict[str, Any], out: str) -> str:
+    """What prep did, for a person: the counts on one line; a second line when records' own system prompts were
+    replaced (a user who did not expect it would otherwise learn it only from the manifest)."""
     kept = f" (kept {manifest['duplicates_kept']} duplicate(s))" if manifest.get("duplicates_kept") else ""
     line = (f"{manifest['source']}: read {manifest['read']}, train {manifest['train']}, val {manifest['val']}, "
             f"rejected {manifest['rejected']}, duplicates {manifest['duplicates']}{kept} -> {out}")
@@ -189,6 +191,11 @@ def summary_line(manifest: dict[str, Any], out: str) -> str:
     if stats and stats.get("records"):
         line += (f" | tokens min {stats['min']} median {stats['median']} p95 {stats['p95']} max {stats['max']}, "
                  f"{stats['over_max_length']} over {stats['max_length']} (tokenizer: {stats['tokenizer']})")
+    replaced = manifest.get("system_replaced")
+    if replaced:
+        by = "--system" if manifest["options"].get("system") is not None else "the source's default"
+        line += (f"\n  {replaced} of {manifest['read']} records read had their own system prompt replaced (by {by}; "
+                 "--keep-system keeps each record's own)")
     return line
 
 

@@ -46,7 +46,7 @@ def with_progress(args: argparse.Namespace, name: str, call: Callable[..., Any])
     on_output = None if args.quiet else (lambda line: print(line, flush=True)) if args.verbose else progress
 
     def on_step(step: str) -> None:
-        progress.close()
+        progress.phase(f"{name} {step}")  # each step's training gets its own bar and its own first/last loss
         print(f"== {name}: {step}", flush=True)
 
     try:

@@ -92,7 +92,7 @@ def merge_lora(run_dir: str | Path, *, checkpoint: str = "last", out: Optional[s
         shutil.copyfile(fixed_generation, partial / "generation_config.json")
     if system:
         write_persona_template(partial, system)
-    write_text(partial / MERGED_MARK, json.dumps(adapter_stamp(adapter), indent=1) + "\n")
+    write_text(partial / MERGED_MARK, json.dumps(adapter_stamp(adapter), indent=1, ensure_ascii=False) + "\n")
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)

@@ -31,7 +31,13 @@ import time
 from typing import Any, Optional, Sequence
 
 from swiftkit.core.errors import SwiftkitError
-from swiftkit.deploy.serve_guard import KEEP_ALIVE_S, GuardSettings, ServeGuard, error_body, head_timeout_protocol
+from swiftkit.deploy.serve_guard import (
+    KEEP_ALIVE_S,
+    GuardSettings,
+    ServeGuard,
+    error_body,
+    head_timeout_protocol,
+)
 
 KEY_ENV = "SWIFTKIT_DEPLOY_API_KEY"
 """The environment variable the key reaches this process in; never passed on."""

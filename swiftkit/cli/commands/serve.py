@@ -29,8 +29,18 @@ from typing import Optional
 
 from swiftkit.cli import options
 from swiftkit.core.errors import SwiftkitError, Terminated
-from swiftkit.deploy.serve import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT, read_key_file, start_server
-from swiftkit.deploy.serve_guard import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_REQUEST_BYTES, GuardSettings
+from swiftkit.deploy.serve import (
+    API_KEY_ENV,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    read_key_file,
+    start_server,
+)
+from swiftkit.deploy.serve_guard import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_REQUEST_BYTES,
+    GuardSettings,
+)
 
 PS_WARNING = (f"warning: --api-key is visible to every user of this machine in `ps` while the server runs; "
               f"use ${API_KEY_ENV} or --api-key-file instead")

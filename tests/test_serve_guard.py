@@ -53,7 +53,7 @@ def call(guard: ServeGuard, *, path: str = "/v1/chat/completions", headers: dict
         nonlocal reads
         reads += 1
         if stall and reads > 1:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(5)  # 25 times the timeout under test: without it, the app gets the body
         if chunks:
             chunk = chunks.pop(0)
             return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}

@@ -71,8 +71,8 @@ def private_log(path: Path) -> Path:
 def require_key_off_loopback(host: str, api_key: Optional[str]) -> None:
     """A server reachable from other machines must ask for a key."""
     if host not in LOOPBACK and not api_key:
-        raise SwiftkitError(f"--host {host} serves beyond this machine: give an API key (--api-key or "
-                            "$SWIFTKIT_API_KEY), or keep the default 127.0.0.1")
+        raise SwiftkitError(f"--host {host} serves beyond this machine: give an API key "
+                            f"(${API_KEY_ENV} or --api-key-file), or keep the default 127.0.0.1")
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; fails if taken")
     parser.add_argument("--api-key-file", metavar="PATH",
                         help=f"read the key clients must send from PATH (mode 600; default ${API_KEY_ENV})")
-    parser.add_argument("--api-key", help=f"the key itself (visible in `ps`: prefer ${API_KEY_ENV} or --api-key-file)")
-    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+    parser.add_argument("--api-key", metavar="KEY", help=f"the key itself (visible in `ps`: prefer ${API_KEY_ENV} or --api-key-file)")
+    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES, metavar="N",
                         help=f"refuse larger request bodies with HTTP 413 (default {DEFAULT_MAX_REQUEST_BYTES})")
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S, metavar="SECONDS",
                         help="close a connection that sends no complete request (head, then body) in this time "

@@ -168,7 +168,6 @@ def refuse_overlong(infer_async: Any, default_template: Any) -> Any:
             await asyncio.get_running_loop().run_in_executor(None, template.encode, infer_request)
         return await infer_async(infer_request, request_config, *args, **kwargs)
 
-    guarded._swiftkit_guarded = True  # type: ignore[attr-defined]
     return guarded
 
 

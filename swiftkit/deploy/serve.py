@@ -1,6 +1,9 @@
 """Serve a trained run over an OpenAI-compatible HTTP API with `swift deploy`: :func:`start_server` returns a
-:class:`Server` (wait_ready, chat, stop). Loopback by default, a key required off loopback, the key passed only
-through the child's environment and masked in its output. `swiftkit serve` (swiftkit/cli/commands/serve.py) is its command.
+:class:`Server` (wait_ready, chat, stop). Loopback by default, a key required off loopback, the key read from the
+environment or a private file (:func:`read_key_file`) and passed only through the child's environment, masked in
+its output. The child (:mod:`swiftkit.deploy.deploy_child`) guards the server (request size and idle limits,
+:mod:`swiftkit.deploy.serve_guard`) and dies with the process that started it; the conversation log is private.
+`swiftkit serve` (swiftkit/cli/commands/serve.py) is its command.
 """
 from __future__ import annotations
 
@@ -20,21 +23,56 @@ from typing import IO, Optional
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.proc import mask_value, python_module_command, stop_group
 from swiftkit.core.secrets import quote
-from swiftkit.deploy.deploy_child import KEY_ENV
+from swiftkit.deploy.deploy_child import KEY_ENV, own_args
 from swiftkit.deploy.infer_args import Backend, GenerationOptions, deploy_args
+from swiftkit.deploy.serve_guard import GuardSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CONVERSATIONS = "serve/conversations.jsonl"
-"""Where ms-swift logs served requests and answers, inside the run directory (not in the checkpoint)."""
+"""Where ms-swift logs served requests and answers, inside the run directory (not in the checkpoint); private to
+the user (folder 0700, file 0600: :func:`private_log`)."""
+API_KEY_ENV = "SWIFTKIT_API_KEY"
+"""Where `swiftkit serve` reads the key from when no --api-key-file is given."""
+
+
+def read_key_file(path: str | Path) -> str:
+    """The API key in ``path`` (its first line, surrounding whitespace stripped). The file must be private: one
+    readable by group or others is refused, as ssh refuses such a private key."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SwiftkitError(f"--api-key-file {path}: {getattr(exc, 'strerror', None) or exc}")
+    if mode & 0o077:
+        raise SwiftkitError(f"--api-key-file {path}: readable by other users (mode {mode & 0o777:o}); "
+                            f"run `chmod 600 {path}`")
+    key = (text.strip().splitlines() or [""])[0].strip()
+    if not key:
+        raise SwiftkitError(f"--api-key-file {path}: the file is empty")
+    return key
+
+
+def private_log(path: Path) -> Path:
+    """Create ``path`` (and its folder) readable by the user alone, and tighten them if they exist: ms-swift
+    appends to the file, keeping its mode."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        raise SwiftkitError(f"{path}: cannot create the private conversation log: {exc.strerror or exc}")
+    return path
 
 
 def require_key_off_loopback(host: str, api_key: Optional[str]) -> None:
     """A server reachable from other machines must ask for a key."""
     if host not in LOOPBACK and not api_key:
-        raise SwiftkitError(f"--host {host} serves beyond this machine: give an API key (--api-key or "
-                            "$SWIFTKIT_API_KEY), or keep the default 127.0.0.1")
+        raise SwiftkitError(f"--host {host} serves beyond this machine: give an API key "
+                            f"(${API_KEY_ENV} or --api-key-file), or keep the default 127.0.0.1")
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -97,10 +135,11 @@ class Server:
                                                      "max_tokens": max_tokens, "temperature": 0},
                             api_key=api_key)
 
-    def wait_ready(self, timeout: float = 300) -> None:
-        """Poll /v1/models until the server answers; SwiftkitError if the process dies or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_ready(self, timeout: Optional[float] = 300) -> None:
+        """Poll /v1/models (with the key) until the server answers; SwiftkitError if the process dies or time runs
+        out (``timeout=None``: wait as long as the process lives, as a large model may load for many minutes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SwiftkitError(f"swift deploy exited with status {self.process.returncode} before serving")
             try:
@@ -123,9 +162,10 @@ class Server:
 
 def deploy_command(run_dir: str | Path, *, host: str, port: int, checkpoint: str = "last",
                    backend: Optional[Backend] = None, served_model_name: Optional[str] = None,
-                   max_new_tokens: int = 512) -> tuple[list[str], str]:
-    """The ``python -m swiftkit.deploy.deploy_child ...`` command for a run (ms-swift's deploy arguments, never the key),
-    and the model name clients must send."""
+                   max_new_tokens: int = 512, guard: GuardSettings = GuardSettings()) -> tuple[list[str], str]:
+    """The ``python -m swiftkit.deploy.deploy_child ...`` command for a run (swiftkit's guard settings, this process
+    as the parent the server dies with, ms-swift's deploy arguments; never the key), and the model name clients
+    must send."""
     from swiftkit.core.devices import visible_gpus
     from swiftkit.deploy.infer import model_spec_for, vllm_options
     from swiftkit.run.rundir import read_run_info
@@ -142,7 +182,7 @@ def deploy_command(run_dir: str | Path, *, host: str, port: int, checkpoint: str
     args = deploy_args(spec, host=host, port=port, served_model_name=name, backend=backend, vllm=vllm,
                        generation=gen)
     args += ["--result_path", str(Path(run_dir).resolve() / CONVERSATIONS)]
-    return python_module_command("swiftkit.deploy.deploy_child", args), name
+    return python_module_command("swiftkit.deploy.deploy_child", own_args(guard, os.getpid()) + args), name
 
 
 def _pump(stream: IO[str], sink: IO[str], secret: Optional[str]) -> None:
@@ -171,13 +211,19 @@ def _spawn(cmd: list[str], sink: IO[str], api_key: Optional[str]) -> tuple[subpr
 
 def start_server(run_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  api_key: Optional[str] = None, checkpoint: str = "last", backend: Optional[Backend] = None,
-                 served_model_name: Optional[str] = None, log: Optional[IO[str]] = None) -> Server:
-    """Start `swift deploy`; output (key masked) goes to ``log`` or stdout. Does not wait: see wait_ready()."""
+                 served_model_name: Optional[str] = None, log: Optional[IO[str]] = None,
+                 guard: GuardSettings = GuardSettings()) -> Server:
+    """Start `swift deploy`; output (key masked) goes to ``log`` or stdout. Does not wait: see wait_ready(). The
+    server dies with this process (the thread calling this must live as long: Linux ties the parent-death signal
+    to it)."""
     require_key_off_loopback(host, api_key)
+    if guard.max_request_bytes < 1 or guard.idle_timeout_s <= 0:
+        raise SwiftkitError("--max-request-bytes and --idle-timeout must be positive")
     if port_in_use(host, port):
         raise SwiftkitError(port_busy_reason(host, port))
     cmd, name = deploy_command(run_dir, host=host, port=port, checkpoint=checkpoint, backend=backend,
-                               served_model_name=served_model_name)
+                               served_model_name=served_model_name, guard=guard)
+    private_log(Path(run_dir).resolve() / CONVERSATIONS)
     sink = log if log is not None else sys.stdout
     sink.write("$ " + quote(cmd) + "\n")
     sink.flush()

@@ -59,6 +59,9 @@ class Dialect:
     value_renames: Mapping[tuple[str, str], str] = field(default_factory=dict)
     api: Mapping[str, str] = field(default_factory=lambda: dict(API3))
     """Each name of :data:`API3` -> ``module:attribute`` in this major (the same keys in every dialect)."""
+    engine_survives_errors: bool = False
+    """The transformers inference engine hands an exception in one batch to that batch's requests and carries on
+    (4.x). 3.12's worker thread dies and the server hangs: swiftkit's deploy child patches it there only."""
 
     def value(self, flag: str, value: str) -> str:
         """How this major spells ``value`` of ``--flag`` (``model_type qwen2_5`` is ``qwen2`` in 4.x)."""
@@ -100,7 +103,21 @@ SWIFT4 = Dialect(
     flag_renames={"train_type": "tuner_type", "custom_register_path": "external_plugins"},
     value_renames={("model_type", "qwen2_5"): "qwen2", ("infer_backend", "pt"): "transformers"},
     api=API4,
+    engine_survives_errors=True,
 )
+
+
+def patches(dialect: "Dialect") -> list[tuple[str, bool, str]]:
+    """(name, live with this dialect, what it does) of every patch swiftkit puts into ms-swift: `swiftkit doctor`
+    lists them."""
+    return [
+        ("run_args_are_data", True, "a checkpoint's args.json imports no plugin unless --trust-run-code "
+                                    "(swiftkit.stack.guards)"),
+        ("serve_guard", True, "swiftkit serve: key on every /v1 path, size and idle limits, over-long refused alone "
+                              "(swiftkit.deploy.deploy_child)"),
+        ("engine_survives_errors", not dialect.engine_survives_errors,
+         "swiftkit serve: an error in one batch fails that batch, not the engine thread (ms-swift 3.x only)"),
+    ]
 
 
 HYBRID_THINKING_TEMPLATES: frozenset[str] = frozenset({

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.stack import versions
-from swiftkit.stack.dialect import SUPPORTED_RANGE, dialect_for
+from swiftkit.stack.dialect import SUPPORTED_RANGE, dialect_for, patches
 
 
 def collect() -> dict[str, Any]:
@@ -31,9 +31,12 @@ def collect() -> dict[str, Any]:
         for c in check_versions()
     ]
     try:
-        report["dialect"] = dialect_for(versions.installed("ms-swift")).name
+        dialect = dialect_for(versions.installed("ms-swift"))
+        report["dialect"] = dialect.name
+        report["patches"] = [{"name": n, "live": live, "description": d} for n, live, d in patches(dialect)]
     except SwiftkitError as exc:
         report["dialect"] = f"unsupported: {exc}"
+        report["patches"] = []
     report["shims"] = [
         {"name": name, "applies": needed, "description": shims.SHIMS[name].description}
         for name, needed in shims.status().items()

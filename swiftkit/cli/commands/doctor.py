@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
     for p in report["packages"]:
         print(f"{p['name']:<13} {p['installed'] or '-':<12} supported {p['supported']:<14} {p['verdict']}")
     print(f"ms-swift dialect: {report['dialect']}")
+    print("patches into ms-swift (by dialect):")
+    for p in report["patches"]:
+        print(f"  {p['name']:<22} {'live' if p['live'] else 'not needed'}  {p['description']}")
     print("shims (applied in every training process by swiftkit.train.worker):")
     for s in report["shims"]:
         print(f"  {s['name']:<16} {'applies here' if s['applies'] else 'not needed here'}  {s['description']}")

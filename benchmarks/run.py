@@ -1,8 +1,9 @@
 """`make bench`: every benchmark section, each measured as ratios within one run (machines are noisy).
 
-Sections: data prep (records/s and peak memory vs a naive json baseline, token statistics),
+Sections: data prep (records/s and peak memory vs a naive json baseline, token statistics), token statistics
+start-up and throughput against the tokenizer's own encode_batch,
 planning (`swiftkit plan` wall time vs `swift sft --help`), tiny-model CPU training throughput.
-Run one section alone with `python -m benchmarks.run prep|plan|train`.
+Run one section alone with `python -m benchmarks.run prep|tokens|plan|train`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 
 SECTIONS = {
     "prep": "benchmarks.prep_bench",
+    "tokens": "benchmarks.tokens_bench",
     "plan": "benchmarks.plan_bench",
     "train": "benchmarks.train_bench",
 }

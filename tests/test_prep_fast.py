@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from datasets_prep.qwen_tokenizer import cached_tokenizer_dir, load_qwen_backend, load_qwen_tokenizer
+from datasets_prep.qwen_tokenizer import (
+    cached_tokenizer_dir,
+    load_qwen_backend,
+    load_qwen_tokenizer,
+)
 from datasets_prep.token_counter import bundled, render_chatml
 
 ROOT = Path(__file__).resolve().parents[1]

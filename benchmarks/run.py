@@ -1,9 +1,10 @@
 """`make bench`: every benchmark section, each measured as ratios within one run (machines are noisy).
 
-Sections: data prep (records/s and peak memory vs a naive json baseline, token statistics),
-planning (`swiftkit plan` wall time vs `swift sft --help`), tiny-model CPU training throughput, `swiftkit serve`
-under a mixed concurrent load (p50/p95 latency, requests/s).
-Run one section alone with `python -m benchmarks.run prep|plan|train|serve` (`make bench ARGS=serve`).
+Sections: data prep (records/s and peak memory vs a naive json baseline, token statistics), token statistics
+start-up and throughput against the tokenizer's own encode_batch, planning (`swiftkit plan` wall time vs
+`swift sft --help`), tiny-model CPU training throughput, `swiftkit serve` under a mixed concurrent load (p50/p95
+latency, requests/s).
+Run one section alone with `python -m benchmarks.run prep|tokens|plan|train|serve` (`make bench ARGS=serve`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 
 SECTIONS = {
     "prep": "benchmarks.prep_bench",
+    "tokens": "benchmarks.tokens_bench",
     "plan": "benchmarks.plan_bench",
     "train": "benchmarks.train_bench",
     "serve": "benchmarks.serve_bench",

@@ -4,6 +4,10 @@ No model hub is reachable here, but the PyPI package ``dashscope`` ships ``resou
 the Qwen BPE ranks. transformers' ``TikTokenConverter`` turns it into a fast tokenizer whose ids match
 Qwen2's own ("你好，我是沐雪" -> [108386, 3837, 104198, 103303, 100167]), with the three chat specials
 at 151643/151644/151645. The result is saved once under the cache folder and reused.
+
+Building needs transformers (and so torch); using the cache does not: prep counts tokens with
+:func:`load_qwen_backend`, the cached ``tokenizer.json`` read by the ``tokenizers`` library alone, so a prep run
+pays no transformers/torch start-up once the cache exists (tests/test_prep_fast.py checks both).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from datasets_prep.errors import SwiftkitError
 from datasets_prep.vocab import SPECIAL_TOKEN_TEXTS
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
 QWEN_PATTERN = (
@@ -98,3 +103,11 @@ def load_qwen_tokenizer() -> "PreTrainedTokenizerFast":
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(cached_tokenizer_dir()))
+
+
+def load_qwen_backend() -> "Tokenizer":
+    """The bundled tokenizer as a ``tokenizers.Tokenizer`` read from the cached ``tokenizer.json`` (the same Rust
+    tokenizer transformers wraps: identical ids). Imports transformers only when the cache must first be built."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(cached_tokenizer_dir() / "tokenizer.json"))

@@ -93,25 +93,24 @@ def write_histogram(path: Path, lengths: Sequence[int], max_length: int, title: 
     xlabel = "tokens per record (qwen2_5 rendering)" if tokenizer == BUNDLED else f"tokens per record ({tokenizer})"
     import io
 
-    import matplotlib
+    # The Figure API with the Agg canvas directly: no pyplot, whose import (backend selection, its figure manager)
+    # is most of matplotlib's start-up; nothing global to close afterwards either.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    try:
-        if len(lengths):
-            ax.hist(list(lengths), bins=min(50, max(5, len(lengths))), color="#4c72b0")
-        ax.axvline(max_length, color="#c44e52", linestyle="--", label=f"max_length {max_length}")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("records")
-        ax.set_title(title)
-        ax.legend()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", metadata={"Software": None})
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    if len(lengths):
+        ax.hist(list(lengths), bins=min(50, max(5, len(lengths))), color="#4c72b0")
+    ax.axvline(max_length, color="#c44e52", linestyle="--", label=f"max_length {max_length}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("records")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
     data = buf.getvalue()
     if writer is None:
         from datasets_prep.atomic import atomic_open

@@ -63,10 +63,11 @@ def _counter(name: str, rendering: str, render: Callable[[Sequence[dict[str, Any
 
 @functools.lru_cache(maxsize=1)
 def bundled() -> TokenCounter:
-    """The offline Qwen tokenizer (built once from dashscope's qwen.tiktoken, cached), ChatML rendering."""
-    from datasets_prep.qwen_tokenizer import load_qwen_tokenizer
+    """The offline Qwen tokenizer (built once from dashscope's qwen.tiktoken, cached), ChatML rendering. Read with the
+    ``tokenizers`` library alone: no transformers or torch start-up on the prep path once the cache exists."""
+    from datasets_prep.qwen_tokenizer import load_qwen_backend
 
-    return _counter(BUNDLED, CHATML, render_chatml, load_qwen_tokenizer().backend_tokenizer)
+    return _counter(BUNDLED, CHATML, render_chatml, load_qwen_backend())
 
 
 @functools.lru_cache(maxsize=4)  # prep-all counts every source with the same folder: load it once

@@ -270,8 +270,8 @@ def record_run(prep: Prepared) -> None:
         template=rec.template,
         train_type=rec.run_train_type,
         max_length=rec.max_length,
-        train_files=list(rec.data.train),
-        val_files=list(rec.data.val),
+        train_files=rec.trained_files,
+        val_files=rec.held_out_files,  # never rows training saw: eval and infer --val read them as unseen prompts
         system=rec.data.system,
         lora_rank=rec.lora.rank if rec.lora else None,
         persona=rec.persona,

@@ -285,14 +285,18 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         args.append(("adapters", init))
         if recipe.method == "grpo":  # the reference is the SFT model, not the bare base (ms-swift's GRPO docs)
             args.append(("ref_adapters", init))
-    args += [("dataset", recipe.data.train)]
-    if recipe.data.val:
+    # The val files go where the recipe uses them (Recipe.val_role): evaluated, trained on, or left out (held out
+    # for `swiftkit eval`); never passed to a run that does not evaluate, where ms-swift would load them for nothing.
+    args += [("dataset", recipe.trained_files)]
+    if recipe.val_role == "eval":
         args.append(("val_dataset", recipe.data.val))
     args += [
         ("split_dataset_ratio", 0),
         ("torch_dtype", recipe.torch_dtype),
         ("max_length", recipe.max_length),
     ]
+    if recipe.data.train_on == "all":
+        args.append(("loss_scale", "all"))
     if recipe.max_steps is not None:
         args.append(("max_steps", recipe.max_steps))
     else:

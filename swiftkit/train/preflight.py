@@ -61,6 +61,46 @@ def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
     return Check("template", True, f"model_type {found.model_type}, template {found.template} ({found.source})")
 
 
+def count_rows(names: list[str]) -> Optional[int]:
+    """Records in JSONL dataset files (non-blank lines; ``file#N`` counts N); None when a file is not readable."""
+    from swiftkit.train.plan import SAMPLED
+
+    total = 0
+    for name in names:
+        match = SAMPLED.match(name)
+        if match:
+            total += int(match.group("n"))
+            continue
+        try:
+            with open(name, "rb") as fh:
+                total += sum(1 for line in fh if line.strip())
+        except OSError:
+            return None
+    return total
+
+
+def val_use_check(recipe: Recipe) -> Optional[Check]:
+    """What the val rows cost or buy, in rows: evaluated (and so not trained on), held out for ``swiftkit eval``, or
+    trained on. None when the recipe has no val files."""
+    role = recipe.val_role
+    if role == "none":
+        return None
+    val, train = count_rows(list(recipe.data.val)), count_rows(list(recipe.data.train))
+    if val is None or train is None:
+        return Check("data.val", True, f"val_use {role}: rows not countable here (a file is missing)")
+    share = f"{val} of {val + train} rows ({100 * val / max(val + train, 1):.0f} %)"
+    if role == "eval":
+        text = (f"{share} evaluated every {recipe.eval_steps} steps, not trained on "
+                f"(`--set data.val_use=train` with no eval_steps trains on them)")
+    elif role == "holdout":
+        text = (f"{share} held out for `swiftkit eval` / `infer --val`, not trained on and not evaluated during "
+                f"training (`--set data.val_use=train` trains on them)")
+    else:
+        text = (f"{share} trained on with the train files: the recipe does not evaluate (no held-out rows: "
+                f"`swiftkit eval` needs --prompts; `--set data.val_use=holdout` keeps them unseen)")
+    return Check("data.val", True, text)
+
+
 def _remote_code_check(recipe: Recipe, plan: Plan) -> Check:
     """No model the plan loads ships code (config.json / tokenizer_config.json auto_map), or the recipe trusts it:
     the base model, an ``init_from`` checkpoint, a reference or reward model (:func:`swiftkit.train.trust.models_loaded`
@@ -270,6 +310,9 @@ def preflight(
                 add(Check(kind, True, f"{name}: {p.stat().st_size} bytes"))
     for name in empty_val:
         add(Check("data.val", True, f"{name}: empty (prep --val-ratio 0?), left out: training without evaluation"))
+    use = val_use_check(recipe)
+    if use is not None:
+        add(use)
 
     add(_remote_code_check(recipe, plan))
     if recipe.persona:

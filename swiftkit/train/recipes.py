@@ -60,7 +60,22 @@ class DataSpec(_Strict):
 
     source: str = Field(description="Prep source name (muice, fortune, medical_r1, actions); documents provenance.")
     train: list[str] = Field(min_length=1, description="Training JSONL files (ms-swift messages with the system inside).")
-    val: list[str] = Field(default_factory=list, description="Validation JSONL files; empty: no evaluation.")
+    val: list[str] = Field(default_factory=list, description="Validation JSONL files (prep's held-out split); "
+                           "what they are used for is val_use.")
+    val_use: Literal["auto", "holdout", "train"] = Field(
+        "auto",
+        description="What the val rows are for. holdout: never trained on; evaluated during training when eval_steps "
+        "is set (--val_dataset), else not given to training at all and kept for `swiftkit eval` / `infer --val` "
+        "(prompts the model has not seen). train: trained on with the train files (needs no eval_steps; the run then "
+        "has no held-out rows and `swiftkit eval` needs --prompts). auto: holdout when eval_steps is set, else train, "
+        "so no row prep held out is silently unused. Preflight says in rows what each costs.",
+    )
+    train_on: Literal["completion", "all"] = Field(
+        "completion",
+        description="Which tokens carry loss. completion: the assistant turns only, the prompt masked (ms-swift's "
+        "default loss_scale); all: every token, prompt and system included (--loss_scale all), as a plain causal-LM "
+        "trainer on whole texts does (seed 004's unsloth SFTTrainer on its `text` field).",
+    )
     system: Optional[str] = Field(
         None,
         description="The system prompt prep wrote into every record. Documentation and checks only: it is never "
@@ -235,6 +250,25 @@ class Recipe(_Strict):
         return value
 
     @property
+    def val_role(self) -> Literal["none", "eval", "holdout", "train"]:
+        """What the val files do in this run: ``data.val_use`` with ``auto`` resolved (none: there are none)."""
+        if not self.data.val:
+            return "none"
+        if self.data.val_use == "train" or (self.data.val_use == "auto" and self.eval_steps is None):
+            return "train"
+        return "eval" if self.eval_steps is not None else "holdout"
+
+    @property
+    def trained_files(self) -> list[str]:
+        """The files training reads (--dataset): the train files, plus the val files when they are trained on."""
+        return [*self.data.train, *(self.data.val if self.val_role == "train" else [])]
+
+    @property
+    def held_out_files(self) -> list[str]:
+        """The val files no training step sees (evaluated during training, or kept for ``swiftkit eval``)."""
+        return list(self.data.val) if self.val_role in ("eval", "holdout") else []
+
+    @property
     def run_train_type(self) -> Literal["full", "lora", "qlora"]:
         """full / lora / qlora as recorded in the run directory."""
         if self.train_type == "lora" and self.lora is not None and self.lora.qlora:
@@ -251,7 +285,7 @@ _RESERVED_EXTRA = {
     "per_device_train_batch_size", "gradient_accumulation_steps", "deepspeed", "system", "swanlab_token",
     "hub_token", "resume_from_checkpoint", "adapters", "ref_adapters", "report_to", "save_only_model",
     "rlhf_type", "reward_funcs", "reward_weights", "num_generations", "max_completion_length", "use_vllm",
-    "vllm_mode", "beta", "log_completions",
+    "vllm_mode", "beta", "log_completions", "loss_scale",
 }
 
 
@@ -320,6 +354,9 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
         out.append((("warmup_steps",), "give warmup_ratio or warmup_steps, not both"))
     if r.eval_steps is not None and not r.data.val:
         out.append((("eval_steps",), "eval_steps needs data.val files"))
+    if r.data.val_use == "train" and r.eval_steps is not None:
+        out.append((("data", "val_use"), f"val_use train leaves nothing to evaluate on, but eval_steps is "
+                                         f"{r.eval_steps}: use val_use holdout (or auto), or drop eval_steps"))
     if r.global_batch_size % r.per_device_batch_size:
         out.append((("global_batch_size",), f"global_batch_size {r.global_batch_size} is not a multiple of "
                                             f"per_device_batch_size {r.per_device_batch_size}"))

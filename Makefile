@@ -90,7 +90,7 @@ smoke-grpo: $(STAMP)  ## GRPO on CPU: prep action + medical samples, tiny model,
 vllm-smoke: $(VLLM_STAMP)  ## vLLM for real: infer/eval equal pt, serve answers the openai client, LoRA, GRPO colocate
 	$(VENV_VLLM)/bin/python -m pytest -q -p no:cacheprovider tests/vllm_lane $(ARGS)
 
-bench: $(STAMP)  ## throughput and memory figures (ratios within one run; ARGS=prep|plan|train|serve)
+bench: $(STAMP)  ## throughput and memory figures (ratios within one run; ARGS=prep|tokens|plan|train|serve)
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 gpu-smoke: $(STAMP)  ## the smoke pipeline on a GPU machine (vLLM, 2-GPU DeepSpeed)

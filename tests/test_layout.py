@@ -202,3 +202,34 @@ def test_every_command_builds_its_parser_without_heavy_imports():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip().splitlines()[-1] == '{"problems": [], "heavy": []}'
+
+
+SEAM = "swiftkit/stack/dialect.py"
+"""The one module that imports ms-swift (``swift.*``): every other touch goes through its ``swift_api`` table."""
+
+
+def swift_imports(path: Path) -> list[str]:
+    """``line: module`` of every import of ms-swift (``swift`` or ``swift.*``) in ``path``, function level included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        found += [f"{node.lineno}: {n}" for n in names if n == "swift" or n.startswith("swift.")]
+    return found
+
+
+def test_only_the_dialect_imports_ms_swift():
+    offenders = []
+    for folder in ("swiftkit", "datasets_prep"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel != SEAM:
+                offenders += [f"{rel}:{hit}" for hit in swift_imports(path)]
+    assert offenders == []
+
+
+def test_the_seam_scan_can_fail(tmp_path: Path):
+    probe = tmp_path / "m.py"
+    probe.write_text("def f():\n    from swift.llm import sft_main\n    import swift\n    import swiftkit\n"
+                     "    from swiftkit.stack import dialect\n")
+    assert swift_imports(probe) == ["2: swift.llm", "3: swift"]

@@ -7,7 +7,11 @@ import json
 import pytest
 
 from datasets_prep.registry import MUICE_SYSTEM
-from swiftkit.core.identity import IDENTITY_PROMPTS, claims_forbidden_identity, judge_identity
+from swiftkit.core.identity import (
+    IDENTITY_PROMPTS,
+    claims_forbidden_identity,
+    judge_identity,
+)
 from swiftkit.evaluate.check import identity_verdict
 from swiftkit.evaluate.metrics import identity_ok
 from swiftkit.train.grpo.rewards import PersonaIdentity, Record

@@ -79,8 +79,8 @@ def test_launcher_writes_the_persona_into_the_saved_template(smoke_result):
 @pytest.mark.slow
 def test_learning_assertions_fail_on_the_untrained_model(smoke_paths):
     """The same assertion, fed the untrained tiny model's greedy answers to the same trained prompts, fails."""
-    from swiftkit.run.probe import ProbeModel, template_answers
     from swiftkit.dev.tiny import build_tiny_model
+    from swiftkit.run.probe import ProbeModel, template_answers
 
     train = smoke_paths["data_dir"] / "muice" / "train.jsonl"
     if not train.is_file():  # run alone: prep the samples the same way smoke does

@@ -13,8 +13,19 @@ import pytest
 from swiftkit.cli import main as cli_main
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.train.plan import Cluster, plan
-from swiftkit.train.recipes import _RESERVED_EXTRA, RecipeError, load_recipe, parse_recipe
-from swiftkit.train.trust import MODEL_FLAGS, REFUSED_EXTRA, REVIEWED_EXTRA, flag_value_problem, models_loaded
+from swiftkit.train.recipes import (
+    _RESERVED_EXTRA,
+    RecipeError,
+    load_recipe,
+    parse_recipe,
+)
+from swiftkit.train.trust import (
+    MODEL_FLAGS,
+    REFUSED_EXTRA,
+    REVIEWED_EXTRA,
+    flag_value_problem,
+    models_loaded,
+)
 from tests import helpers
 
 RISKY_NAME = re.compile(r"plugin|register|repo|remote|script|callback|kwargs|(^|_)model($|_type|_revision)|adapters|"

@@ -15,7 +15,6 @@ from typing import Callable, Optional, Sequence
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.secrets import SECRET_ENV, quote
 
-
 NOTICE = "swiftkit notice: "
 """A child's line that starts so is meant for the user: :func:`run_logged` also prints it to stderr (e.g. a plugin a
 checkpoint's args.json named and swiftkit ignored)."""

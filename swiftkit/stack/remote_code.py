@@ -8,7 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from datasets_prep.hub import cached_model, hub_offline, model_hub, model_hub_key, offline_hint
+from datasets_prep.hub import (
+    cached_model,
+    hub_offline,
+    model_hub,
+    model_hub_key,
+    offline_hint,
+)
 from datasets_prep.remote_code import remote_code_files
 from swiftkit.core.errors import SwiftkitError
 

@@ -35,6 +35,7 @@ from swiftkit.run.rundir import (
     skipped_text,
     write_run_info,
 )
+from swiftkit.train.fast_path import Switch, fast_path
 from swiftkit.train.plan import Cluster, Plan, plan
 from swiftkit.train.preflight import PreflightReport, preflight
 from swiftkit.train.recipes import Recipe, load_recipe
@@ -63,6 +64,8 @@ class Planned:
     """The recipe's val files that exist but are empty (prep --val-ratio 0), left out of the plan."""
     resume_note: Optional[str]
     """``--resume``: which checkpoint, what it restores, which newer incomplete ones were skipped (one line)."""
+    fast: tuple[Switch, ...]
+    """The GPU fast path's switches, on or off with why (swiftkit.train.fast_path)."""
 
 
 @dataclass
@@ -186,10 +189,11 @@ def plan_run(
             init_ckpt = resolve_init(rec.init_from).resolve()
         except SwiftkitError:
             init_ckpt = None  # planned as written; preflight reports it
+    fast = tuple(fast_path(rec))
     p = plan(rec, cluster, output_dir=str(run_dir), resume_from=str(resume_ckpt.resolve()) if resume_ckpt else None,
              init_checkpoint=str(init_ckpt) if init_ckpt else None,
-             init_adapter=is_adapter(init_ckpt) if init_ckpt else None, dialect=_installed_dialect())
-    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt, empty_val, resume_note)
+             init_adapter=is_adapter(init_ckpt) if init_ckpt else None, dialect=_installed_dialect(), fast=fast)
+    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt, empty_val, resume_note, fast)
 
 
 def resume_choice(target: Path, run_dir: Path, recipe: Recipe) -> tuple[Optional[Path], Optional[str]]:

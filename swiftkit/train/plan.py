@@ -19,10 +19,11 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.stack.dialect import SWIFT3, Dialect, pinned_flags
+from swiftkit.train.fast_path import Switch
 from swiftkit.train.grpo.rewards import OPTIONS_ENV, options_env_value
 from swiftkit.train.methods import DEFAULT_METHOD, get_method
 from swiftkit.train.recipes import GrpoSpec, Recipe
@@ -217,7 +218,8 @@ def nearest_batches(recipe: Recipe, denom: int) -> str:
 
 
 def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", resume_from: str | None = None,
-         init_checkpoint: str | None = None, init_adapter: bool | None = None, dialect: Dialect = SWIFT3) -> Plan:
+         init_checkpoint: str | None = None, init_adapter: bool | None = None, dialect: Dialect = SWIFT3,
+         fast: Sequence[Switch] = ()) -> Plan:
     """Turn a validated recipe into the launch for ``cluster``. Raises SwiftkitError on a batch that does not divide.
 
     ``init_checkpoint`` is the resolved checkpoint of ``recipe.init_from`` and ``init_adapter`` whether it is a LoRA
@@ -344,6 +346,8 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         args.append(("swanlab_project", recipe.report.swanlab_project))
     if recipe.report.swanlab_mode == "local" and "swanlab" in recipe.report.report_to:
         args.append(("swanlab_mode", "local"))
+    for switch in fast:  # the GPU fast path (swiftkit.train.fast_path), before extra_args
+        args += list(switch.flags)
     for key, value in recipe.extra_args.items():
         args.append((key, value))
     if resume_from:

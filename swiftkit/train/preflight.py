@@ -128,7 +128,12 @@ def _persona_check(recipe: Recipe) -> Check:
     """A persona recipe has a system prompt, and it is inert text for the base model's tokenizer
     (:func:`swiftkit.run.persona.persona_problem`): checked now, since the persona step runs after training."""
     from datasets_prep.vocab import SPECIAL_TOKEN_TEXTS
-    from swiftkit.run.persona import TOKENIZER_CONFIG, added_tokens, first_record_system, persona_problem
+    from swiftkit.run.persona import (
+        TOKENIZER_CONFIG,
+        added_tokens,
+        first_record_system,
+        persona_problem,
+    )
 
     system = recipe.data.system or first_record_system([dataset_file(n) for n in recipe.data.train])
     if not system:
@@ -434,7 +439,12 @@ def shared_run_dir_check(run_dir: Path, recipe: Recipe, cluster: Cluster) -> Che
 def network_check(cluster: Cluster, environ: Optional[dict[str, str]] = None) -> Check:
     """Several nodes: gloo's interface exists (``GLOO_SOCKET_IFNAME``) or one routes to the master; node 0 must own
     the master address (it listens there)."""
-    from swiftkit.core.network import interface_addresses, interface_for, interface_names, source_address
+    from swiftkit.core.network import (
+        interface_addresses,
+        interface_for,
+        interface_names,
+        source_address,
+    )
 
     env = os.environ if environ is None else environ
     master = cluster.master_addr or "127.0.0.1"

@@ -92,6 +92,14 @@ class LaunchSpec(_Strict):
         None, description="ms-swift DeepSpeed preset (--deepspeed); used only when more than one process runs."
     )
     dataloader_num_workers: int = Field(4, ge=0, description="Data loader workers per process.")
+    liger_kernel: Optional[bool] = Field(
+        None, description="--use_liger_kernel: fused kernels and a loss without the fp32 logits tensor. None (auto): on "
+        "with CUDA when liger-kernel is installed and patches the model type (swiftkit/train/fast_path.py).")
+    flash_attn: Optional[bool] = Field(
+        None, description="--attn_impl flash_attn. None (auto): on with CUDA when flash-attn is installed.")
+    padding_free: Optional[bool] = Field(
+        None, description="--padding_free: micro-batches packed without padding (needs flash_attn). None (auto): on "
+        "with flash_attn when per_device_batch_size > 1.")
     memory_check: bool = Field(True, description="train preflight refuses a plan whose estimated memory per GPU "
                                "(swiftkit/train/sizing.py) exceeds the smallest visible GPU's; false: report it and "
                                "train anyway (--set launch.memory_check=false).")
@@ -350,6 +358,12 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
     if r.launch.device == "cpu" and r.launch.deepspeed in ("zero3_offload", "zero2_offload"):
         out.append((("launch", "deepspeed"), f"{r.launch.deepspeed} on a CPU recipe: there is no device to offload "
                     f"from; use {r.launch.deepspeed.removesuffix('_offload')}"))
+    for switch in ("liger_kernel", "flash_attn", "padding_free"):
+        if r.launch.device == "cpu" and getattr(r.launch, switch):
+            out.append((("launch", switch), f"{switch} on a CPU recipe: it is a CUDA kernel; drop it (auto is off on "
+                                            "CPU)"))
+    if r.launch.padding_free and r.launch.flash_attn is False:
+        out.append((("launch", "padding_free"), "padding_free needs flash_attn: drop launch.flash_attn: false"))
     if r.warmup_ratio is not None and r.warmup_steps is not None:
         out.append((("warmup_steps",), "give warmup_ratio or warmup_steps, not both"))
     if r.eval_steps is not None and not r.data.val:

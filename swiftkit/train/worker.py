@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from datasets_prep.atomic import write_json
+from swiftkit.core.errors import SwiftkitError
 from swiftkit.run.rundir import RESULT
 from swiftkit.stack import shims
-from swiftkit.core.errors import SwiftkitError
 from swiftkit.stack.dialect import flag_value, installed_entry, swift_api
 from swiftkit.train import saving
 

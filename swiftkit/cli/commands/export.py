@@ -124,7 +124,14 @@ def run(args: argparse.Namespace) -> int:
 
 def push(args: argparse.Namespace, info, run_dir: Path, model_dir: Path, system, token: str) -> None:
     """Stage the export with its model card in RUN/push and upload it (swiftkit.deploy.push)."""
-    from swiftkit.deploy.push import HUBS, gguf_files, model_card, model_files, stage, upload
+    from swiftkit.deploy.push import (
+        HUBS,
+        gguf_files,
+        model_card,
+        model_files,
+        stage,
+        upload,
+    )
 
     hub = args.hub or info.hub
     files = gguf_files(run_dir / "gguf") if args.gguf else model_files(model_dir)

@@ -78,12 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def print_plan(planned: "Planned", *, as_json: bool, gpu_type: Optional[str] = None,
                mfu: Optional[float] = None) -> None:
     """The plan as `swiftkit plan` prints it (`train --dry-run` prints the same), with the memory estimate."""
+    from swiftkit.train.fast_path import liger_on
     from swiftkit.train.sizing import DEFAULT_MFU, size_recipe
 
     p, recipe = planned.plan, planned.recipe
-    sizing = size_recipe(recipe, p.world_size, gpu_type=gpu_type, mfu=DEFAULT_MFU if mfu is None else mfu)
+    sizing = size_recipe(recipe, p.world_size, gpu_type=gpu_type, mfu=DEFAULT_MFU if mfu is None else mfu,
+                         liger=liger_on(list(planned.fast)))
     if as_json:
-        print(json.dumps({**p.to_json(), "sizing": sizing.to_json()}, ensure_ascii=False, indent=2))
+        fast = {s.name: {"on": s.on, "why": s.why} for s in planned.fast}
+        print(json.dumps({**p.to_json(), "fast_path": fast, "sizing": sizing.to_json()}, ensure_ascii=False,
+                         indent=2))
         return
     unit = "" if recipe.grpo is None else " completions"
     batch = f"# global batch {p.global_batch_size}{unit} = {p.world_size} process(es) x per-device " \
@@ -98,6 +102,7 @@ def print_plan(planned: "Planned", *, as_json: bool, gpu_type: Optional[str] = N
         found = planned.init_checkpoint
         print(f"# starts from {found}" if found else
               f"# init_from {recipe.init_from}: no checkpoint there yet (train that run first)")
+    print("\n".join(f"# fast path: {s.line()}" for s in planned.fast))
     print("\n".join(sizing.lines()))
     print(p.shell())
 

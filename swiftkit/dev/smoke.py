@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from datasets_prep.samples_dir import SAMPLES_DIR
 from swiftkit.core.jsonl import read_jsonl
 from swiftkit.run.rundir import train_losses
 
@@ -102,7 +103,7 @@ class SmokeResult:
 
 def smoke(
     *,
-    samples: str | Path = "datasets_prep/samples/muice",
+    samples: str | Path = SAMPLES_DIR / "muice",
     data_dir: str | Path = "data",
     model_dir: str | Path = "models/tiny-qwen2",
     runs_root: str | Path = "runs",

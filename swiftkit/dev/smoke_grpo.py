@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from datasets_prep.samples_dir import SAMPLES_DIR
 from swiftkit.core.jsonl import read_jsonl
 
 SOURCES = ("actions", "medical_r1")
@@ -108,7 +109,7 @@ class GrpoSmokeResult:
 
 def smoke_grpo(
     *,
-    samples: str | Path = "datasets_prep/samples",
+    samples: str | Path = SAMPLES_DIR,
     data_dir: str | Path = "data",
     model_dir: str | Path = "models/tiny-qwen2",
     runs_root: str | Path = "runs",

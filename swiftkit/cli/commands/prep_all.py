@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from datasets_prep.samples_dir import SAMPLES_DIR
 from swiftkit.cli.commands.prep import (
     PER_SOURCE,
     PER_SOURCE_EXAMPLES,
@@ -35,8 +36,9 @@ from swiftkit.core.errors import SwiftkitError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--src-dir", default="datasets_prep/samples",
-                        help="folder holding one subfolder per source (default datasets_prep/samples)")
+    parser.add_argument("--src-dir", default=str(SAMPLES_DIR),
+                        help="folder holding one subfolder per source (default: the bundled samples, "
+                        "datasets_prep/samples)")
     parser.add_argument("--out", default="data", help="output root (default data)")
     parser.add_argument("--sources", nargs="*", help="only these sources (default: every known one present)")
     add_option_arguments(parser, per_source=True)

@@ -22,6 +22,7 @@ import functools
 import time
 from typing import Any, Callable
 
+from datasets_prep.samples_dir import SAMPLES_DIR
 from swiftkit.cli import options
 
 
@@ -56,7 +57,8 @@ def with_progress(args: argparse.Namespace, name: str, call: Callable[..., Any])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", default="datasets_prep/samples/muice", help="Muice sample folder")
+    parser.add_argument("--samples", default=str(SAMPLES_DIR / "muice"), help="Muice sample folder (default: the bundled samples, "
+                        "wherever swiftkit is installed)")
     parser.add_argument("--recipe", default="smoke_tiny")
     parser.add_argument("--probes", type=int, default=3, help="trained prompts to decode (default 3)")
     add_common_arguments(parser)

@@ -21,11 +21,13 @@ import argparse
 import functools
 import time
 
+from datasets_prep.samples_dir import SAMPLES_DIR
 from swiftkit.cli.commands.smoke import add_common_arguments, with_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", default="datasets_prep/samples", help="folder holding actions/ and medical_r1/")
+    parser.add_argument("--samples", default=str(SAMPLES_DIR),
+                        help="folder holding actions/ and medical_r1/ (default: the bundled samples)")
     add_common_arguments(parser)
 
 

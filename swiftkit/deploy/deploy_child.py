@@ -263,7 +263,7 @@ async def _raising_stream(stream: Any) -> Any:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from swiftkit.stack import shims
     from swiftkit.stack.backend import engine_env
-    from swiftkit.stack.dialect import flag_value, installed_entry
+    from swiftkit.stack.dialect import flag_value, installed_dialect, installed_entry
     from swiftkit.stack.guards import guard_checkpoint_args
 
     try:
@@ -276,7 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         guard_checkpoint_args()  # a run directory runs no code (swiftkit.stack.guards)
         make_engine_resilient()
         guard_deploy(settings, key)
-        installed_entry("deploy_main")(args + (["--api_key", key] if key else []))
+        argv = installed_dialect().translate(args)  # written in the 3.x spelling (swiftkit.stack.dialect)
+        installed_entry("deploy_main")(argv + (["--api_key", key] if key else []))
     except SwiftkitError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

@@ -197,9 +197,12 @@ def load_template(tokenizer_dir: str, *, model_type: Optional[str], template: Op
     3.x takes the template name first (``get_template(name, tokenizer, ...)``), 4.x the processor first and the
     name as ``template_type=``; the tokenizer comes from ``get_model_tokenizer`` (3.x) / ``get_model_processor``
     (4.x), without weights."""
+    dialect = installed_dialect()  # names arrive in the 3.x spelling
+    model_type = dialect.value("model_type", model_type) if model_type else model_type
+    template = dialect.value("template", template) if template else template
     _, tokenizer = swift_api("get_model_tokenizer")(tokenizer_dir, load_model=False, model_type=model_type)
     name = template or tokenizer.model_meta.template
     get_template = swift_api("get_template")
-    if installed_dialect() is SWIFT3:
+    if dialect is SWIFT3:
         return get_template(name, tokenizer, **kwargs)
     return get_template(tokenizer, template_type=name, **kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -71,7 +72,10 @@ def write_format(path_stem: Path, fmt: str, rows: list[dict]) -> Path:
 
 
 def base(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "tinyrun-cache"
+    """Where the session's tiny model and runs go. $SWIFTKIT_TEST_CACHE (a developer's convenience, unset in CI)
+    keeps them across pytest sessions, so a single test can be rerun without training again."""
+    kept = os.environ.get("SWIFTKIT_TEST_CACHE")
+    return Path(kept) if kept else tmp_path_factory.getbasetemp() / "tinyrun-cache"
 
 
 def tiny_model(tmp_path_factory) -> Path:
@@ -97,6 +101,7 @@ data:
   source: muice
   train: [{train}]
   val: [{val}]
+  val_use: holdout  # the val pairs stay unseen: tests infer on them as prompts the run never trained on
   system: "{system}"
 max_length: 128
 torch_dtype: float32

@@ -39,7 +39,8 @@ def unpatch(run: Path) -> None:
 @pytest.mark.slow
 def test_launcher_made_run_passes_every_check(full_run):
     report = check.run_checks(full_run, probe=False)
-    assert [c["status"] for c in report["checks"]] == ["PASS", "PASS", "PASS", "SKIP"]
+    assert [(c["name"], c["status"]) for c in report["checks"]] == [
+        ("checkpoint", "PASS"), ("eos", "PASS"), ("stop_label", "PASS"), ("template", "PASS"), ("identity", "SKIP")]
 
 
 def test_identity_verdict_names_forbidden_identities():

@@ -31,7 +31,7 @@ SUPPORTED: dict[str, str] = {
 SUPPORTED_4X: dict[str, str] = {
     **SUPPORTED,
     "ms-swift": ">=4.0,<5",  # tested: 4.6.0 (`make test-swift4`)
-    "trl": ">=0.20,<1.0",
+    "trl": ">=0.26,<1.0",  # 4.6.0's GRPO trainer imports need it
     "peft": ">=0.11,<0.21",
     "datasets": ">=4.0,<4.8.5",  # 4.6.0's own requirement; 3.12.x needs <4.0, hence a venv per major
 }

@@ -10,6 +10,7 @@ from swiftkit.cli import main as cli_main
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.evaluate import check
 from swiftkit.run import persona
+from swiftkit.run.checkpoint import MARKER
 from swiftkit.run.rundir import read_run_info, write_run_info
 from tests.helpers import (
     BASE_DEFAULT_SYSTEM,
@@ -115,8 +116,8 @@ def test_fix_on_a_lora_run_writes_only_inside_the_run(lora_run, tmp_path):
     gen.write_text(json.dumps({**json.loads(gen.read_text()), "eos_token_id": [151643]}))  # the classic bug
     before = {p: sha256_file(p) for p in sorted(base.rglob("*")) if p.is_file()}
     ckpt = next(lora.glob("checkpoint-*"))
-    for name in persona.TOKENIZER_FILES:  # an older adapter checkpoint: no tokenizer of its own
-        (ckpt / name).unlink(missing_ok=True)
+    for name in (*persona.TOKENIZER_FILES, MARKER):  # an older adapter checkpoint: no tokenizer of its own, and
+        (ckpt / name).unlink(missing_ok=True)          # no completeness marker (swiftkit.run.checkpoint)
     assert not (ckpt / "generation_config.json").exists()
     assert check.run_checks(lora, probe=False)["ok"] is False
     report = check.run_checks(lora, fix=True, probe=False)

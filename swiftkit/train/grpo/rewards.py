@@ -148,9 +148,10 @@ class Reward:
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = _Strict
 
-    def __init__(self, swiftkit_options: Optional[Mapping[str, Any]] = None) -> None:
-        # ms-swift passes only __init__ parameters that are training arguments: none of ours, so options come from
-        # the environment. The parameter name is chosen so that it can never collide with a training argument.
+    def __init__(self, swiftkit_options: Optional[Mapping[str, Any]] = None, args: Any = None) -> None:
+        # ms-swift 3.x passes only __init__ parameters that are training arguments: none of ours, so options come
+        # from the environment (the parameter name can never collide with a training argument). ms-swift 4.x passes
+        # its training arguments as ``args=``: accepted, not used.
         raw = dict(swiftkit_options) if swiftkit_options is not None else env_options(self.name)
         problems = option_problems(self.name, raw)
         if problems:

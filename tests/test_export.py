@@ -221,6 +221,25 @@ def test_modelfile_template_has_tools_and_thinking_where_the_model_does():
 # The merge, once per checkpoint.
 
 
+def safetensors_bytes(payload: bytes) -> bytes:
+    """A well-formed safetensors file holding ``payload`` as one uint8 tensor (a finished save's shape)."""
+    import struct
+
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
+    return struct.pack("<Q", len(header)) + header + payload
+
+
+def torch_bytes(obj: object) -> bytes:
+    """``obj`` as torch.save writes it (a readable torch archive, as a finished save leaves optimizer.pt)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def fake_lora_run(tmp_path: Path) -> Path:
     from swiftkit.run.rundir import RunInfo, write_run_info
 
@@ -231,7 +250,8 @@ def fake_lora_run(tmp_path: Path) -> Path:
     ckpt = run / "checkpoint-5"
     ckpt.mkdir(parents=True)
     (ckpt / "adapter_config.json").write_text("{}")
-    (ckpt / "adapter_model.safetensors").write_bytes(b"x" * 10)
+    (ckpt / "adapter_model.safetensors").write_bytes(safetensors_bytes(b"x" * 10))
+    (ckpt / "trainer_state.json").write_text("{}")  # a save that finished (swiftkit.run.checkpoint)
     write_run_info(run, RunInfo(recipe="r", model=str(base), model_type="qwen2", template="qwen2",
                                 train_type="lora", max_length=64, train_files=[]))
     return run
@@ -257,7 +277,7 @@ def test_the_lora_is_merged_once_per_checkpoint(tmp_path, monkeypatch, capsys):
     assert cli_main(["export", str(run), "--merge-lora"]) == 0
     assert capsys.readouterr().out == f"merged: reusing merged {merged} (same adapter checkpoint)\n"
     assert len(merges) == 1
-    (run / "checkpoint-5" / "adapter_model.safetensors").write_bytes(b"y" * 11)  # retrained in place
+    (run / "checkpoint-5" / "adapter_model.safetensors").write_bytes(safetensors_bytes(b"y" * 11))  # retrained in place
     assert cli_main(["export", str(run), "--merge-lora"]) == 0
     assert "reusing" not in capsys.readouterr().out and len(merges) == 2
     (merged / export.MERGED_MARK).unlink()  # as a merge cut short would leave it
@@ -275,9 +295,9 @@ def fake_full_run(tmp_path: Path, **info) -> Path:
     run = tmp_path / "run"
     ckpt = run / "checkpoint-3"
     ckpt.mkdir(parents=True)
-    for name, data in {"config.json": b"{}", "model.safetensors": b"\x00weights" * 100,
+    for name, data in {"config.json": b"{}", "model.safetensors": safetensors_bytes(b"\x00weights" * 100),
                        "tokenizer.json": b"{}", "chat_template.jinja": b"<|im_start|>",
-                       "optimizer.pt": b"state", "rng_state.pth": b"rng", "args.json": b'{"hub_token": "x"}',
+                       "optimizer.pt": torch_bytes({"state": {}}), "rng_state.pth": torch_bytes({"rng": 1}), "args.json": b'{"hub_token": "x"}',
                        "trainer_state.json": b"{}"}.items():
         (ckpt / name).write_bytes(data)
     write_run_info(run, RunInfo(**{"recipe": "tiny_full", "model": "Qwen/Qwen2.5-0.5B-Instruct", "model_type": "qwen2_5",

@@ -172,6 +172,7 @@ def test_a_recipes_hub_model_counts_from_the_local_cache_or_falls_back_saying_so
     assert proc.stdout.splitlines()[0].endswith("(tokenizer: qwen (bundled))")
     cached = tmp_path / "ms" / "models" / "Qwen" / "Qwen2-1.5B-Instruct"  # ModelScope's cache layout
     char_tokenizer(cached)
+    (cached / "config.json").write_text('{"model_type": "qwen2"}')  # a cached model has one (the offline lookup reads it)
     proc = _prep_subprocess(env, "--out", str(tmp_path / "b"), "--tokenizer", "muice_full")
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text(encoding="utf-8"))
@@ -183,7 +184,7 @@ def test_a_recipes_hub_model_counts_from_the_local_cache_or_falls_back_saying_so
 def test_prep_all_counts_every_source_with_the_tokenizer(tmp_path, chars, capsys):
     code = swiftkit_main(["prep-all", "--src-dir", str(ROOT / "datasets_prep" / "samples"), "--out", str(tmp_path),
                           "--sources", "muice", "actions", "--no-progress", "--tokenizer", str(chars)])
-    out = capsys.readouterr().out.splitlines()
+    out = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]  # one summary line per source
     assert code == 0 and len(out) == 2 and all(line.endswith(f"(tokenizer: {chars})") for line in out)
     for source in ("muice", "actions"):
         m = json.loads((tmp_path / source / "manifest.json").read_text(encoding="utf-8"))

@@ -132,10 +132,13 @@ def test_a_run_directory_imports_no_plugin_its_args_json_names(full_run, tmp_pat
     marker = tmp_path / "plugin-ran"
     plugin = tmp_path / "evil.py"
     plugin.write_text(f"open({str(marker)!r}, 'w').write('ran')\n", encoding="utf-8")
+    from swiftkit.run.checkpoint import mark_complete
+
     for args_json in run.glob("checkpoint-*/args.json"):
         data = json.loads(args_json.read_text(encoding="utf-8"))
         data["external_plugins"] = [str(plugin)]
         args_json.write_text(json.dumps(data), encoding="utf-8")
+        mark_complete(args_json.parent)  # whoever shares the run can write its marker too
     prompt = helpers.PAIRS[0][0]
     assert cli_main(["infer", str(run), "--prompt", prompt, "--max-new-tokens", "8", "--backend", "pt"]) == 0
     out = capsys.readouterr()

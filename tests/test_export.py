@@ -315,7 +315,13 @@ def test_push_uploads_the_weights_and_a_model_card_to_a_hub(tmp_path, monkeypatc
     token = "hf_fake_token_123456"
     run = fake_full_run(tmp_path, env={"USE_HF": "1"})  # the recipe said hub: hf -> --hub defaults to hf
     with FakeHub() as hub:
+        import huggingface_hub.constants as hf_constants
+
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        # huggingface_hub reads HF_ENDPOINT once, at import; an earlier test may have imported it already
+        monkeypatch.setattr(hf_constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setenv("HF_TOKEN", token)
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         assert cli_main(["export", str(run), "--push", "me/tiny-full"]) == 0

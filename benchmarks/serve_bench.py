@@ -201,23 +201,13 @@ def summary(outcomes: list[Outcome], wall_s: float, rounds: int) -> str:
 def measure(rounds: int = ROUNDS, workdir: Path | None = None) -> str:
     import socket
 
-    from datasets_prep.options import PrepOptions
-    from datasets_prep.pipeline import prep
+    from benchmarks.tinyrun import tiny_run
     from swiftkit.deploy import serve
     from swiftkit.deploy.serve_guard import GuardSettings
-    from swiftkit.dev.tiny import build_tiny_model
-    from swiftkit.train import launch
 
     with tempfile.TemporaryDirectory(prefix="swiftkit-serve-bench-") as tmp:
         root = Path(workdir or tmp)
-        repo = Path(__file__).resolve().parents[1]
-        data = root / "data" / "muice"
-        prep("muice", repo / "datasets_prep" / "samples" / "muice", data, PrepOptions(token_stats=False, histogram=False))
-        model = build_tiny_model(root / "tiny-qwen2")
-        run = launch.train("smoke_tiny", runs_root=root / "runs", overrides=[
-            f"model={model}", f"data.train=[{data / 'train.jsonl'}]", f"data.val=[{data / 'val.jsonl'}]",
-            "num_train_epochs=1", "learning_rate=1.0e-9", "launch.nproc_per_node=1",
-        ])
+        run = tiny_run(root, "num_train_epochs=1", "learning_rate=1.0e-9", "launch.nproc_per_node=1")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

@@ -52,22 +52,11 @@ def parse_logging(path: Path) -> tuple[float, float, int, float, float]:
 
 
 def measure(epochs: int = EPOCHS, workdir: Path | None = None) -> Throughput:
-    from datasets_prep.options import PrepOptions
-    from datasets_prep.pipeline import prep
-    from swiftkit.dev.tiny import build_tiny_model
+    from benchmarks.tinyrun import tiny_run
     from swiftkit.run.rundir import read_run_info
-    from swiftkit.train import launch
 
     with tempfile.TemporaryDirectory(prefix="swiftkit-train-bench-") as tmp:
-        root = Path(workdir or tmp)
-        repo = Path(__file__).resolve().parents[1]
-        data = root / "data" / "muice"
-        prep("muice", repo / "datasets_prep" / "samples" / "muice", data, PrepOptions(token_stats=False, histogram=False))
-        model = build_tiny_model(root / "tiny-qwen2")
-        run = launch.train("smoke_tiny", runs_root=root / "runs", overrides=[
-            f"model={model}", f"data.train=[{data / 'train.jsonl'}]", f"data.val=[{data / 'val.jsonl'}]",
-            f"num_train_epochs={epochs}",
-        ])
+        run = tiny_run(Path(workdir or tmp), f"num_train_epochs={epochs}")
         sps, mean_tokens, size, ep, runtime = parse_logging(run / "logging.jsonl")
         world = int(read_run_info(run).env.get("NPROC_PER_NODE", "1"))
         return Throughput(sps, mean_tokens, size, ep, world, runtime)

@@ -68,9 +68,16 @@ $(SWIFT4_STAMP): pyproject.toml requirements/swift4.in
 
 install-swift4: $(SWIFT4_STAMP)  ## create .venv-swift4: ms-swift 4.6.0 beside the same torch/transformers
 
-test-swift4: $(SWIFT4_STAMP) $(STAMP)  ## swiftkit on ms-swift 4.x: every plan parsed by 4.x's classes, smoke, infer
+# The lane: every plan parsed by 4.x's own argument classes; the smoke (train, check, infer, persona rows), eval,
+# preview, GGUF export and serve with the openai client on its run; a LoRA run merged; the GRPO smoke.
+SWIFT4_LANE := tests/swift4_lane \
+	"tests/test_plan.py::test_every_planned_flag_is_an_argument_of_its_method_and_parses" \
+	"tests/test_export.py::test_merge_lora_answers_like_the_adapter" \
+	"tests/test_smoke_grpo.py::test_smoke_grpo_end_to_end"
+
+test-swift4: $(SWIFT4_STAMP) $(STAMP)  ## swiftkit on ms-swift 4.x: plans parsed, smoke, eval, export, serve, GRPO
 	SWIFTKIT_GGUF_TOOLS=$(CURDIR)/$(VENV)/gguf-tools $(VENV_SWIFT4)/bin/python -m pytest -q -p no:cacheprovider \
-		tests/swift4_lane "tests/test_plan.py::test_every_planned_flag_is_an_argument_of_its_method_and_parses" $(ARGS)
+		--durations=0 $(SWIFT4_LANE) $(ARGS)
 
 prep: $(STAMP)  ## convert every source under SRC_DIR into DATA_DIR/<source>/
 	$(SK) prep-all --src-dir $(SRC_DIR) --out $(DATA_DIR) $(ARGS)

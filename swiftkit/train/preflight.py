@@ -63,20 +63,10 @@ def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
 
 def count_rows(names: list[str]) -> Optional[int]:
     """Records in JSONL dataset files (non-blank lines; ``file#N`` counts N); None when a file is not readable."""
-    from swiftkit.train.plan import SAMPLED
+    from swiftkit.train.mixing import entry_rows
 
-    total = 0
-    for name in names:
-        match = SAMPLED.match(name)
-        if match:
-            total += int(match.group("n"))
-            continue
-        try:
-            with open(name, "rb") as fh:
-                total += sum(1 for line in fh if line.strip())
-        except OSError:
-            return None
-    return total
+    rows = [entry_rows(name) for name in names]
+    return None if None in rows else sum(r for r in rows if r is not None)
 
 
 def val_use_check(recipe: Recipe) -> Optional[Check]:

@@ -303,6 +303,8 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
     ]
     if recipe.data.train_on == "all":
         args.append(("loss_scale", "all"))
+    if recipe.data.prompt_format == "raw":  # ms-swift's generation template: the text as is, plus the end token
+        args.append(("use_chat_template", False))
     if recipe.max_steps is not None:
         args.append(("max_steps", recipe.max_steps))
     else:

@@ -25,6 +25,7 @@ from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.local_model import is_local_model
 from swiftkit.stack.remote_code import remote_code_files
 from swiftkit.train.checks import Check, PreflightReport
+from swiftkit.train.data_format import format_check
 from swiftkit.train.plan import Cluster, Plan, dataset_file
 from swiftkit.train.recipes import Recipe
 
@@ -308,6 +309,7 @@ def preflight(
     use = val_use_check(recipe)
     if use is not None:
         add(use)
+    add(format_check(recipe))
 
     add(_remote_code_check(recipe, plan))
     if recipe.persona:

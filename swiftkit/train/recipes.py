@@ -88,6 +88,13 @@ class DataSpec(_Strict):
         "default loss_scale); all: every token, prompt and system included (--loss_scale all), as a plain causal-LM "
         "trainer on whole texts does (seed 004's unsloth SFTTrainer on its `text` field).",
     )
+    prompt_format: Literal["chat", "raw"] = Field(
+        "chat",
+        description="chat: messages records trained through the model's chat template (what infer, serve, eval and "
+        "the exports ask through). raw: seed 004's plain text (`prep --prompt-format raw`: ### 指令 / ### 问题 / ### "
+        "回答 with its <思考> markers, one assistant message per record) trained whole through ms-swift's generation "
+        "template (--use_chat_template false: no markup, the end token appended); needs train_on: all.",
+    )
     mix: list[MixSpec] = Field(default_factory=list, description="Other data mixed in at a ratio, e.g. general "
                                "chat against forgetting: [{file: data/general/train.jsonl, share: 0.3}].")
     system: Optional[str] = Field(
@@ -312,7 +319,7 @@ _RESERVED_EXTRA = {
     "per_device_train_batch_size", "gradient_accumulation_steps", "deepspeed", "system", "swanlab_token",
     "hub_token", "resume_from_checkpoint", "adapters", "ref_adapters", "report_to", "save_only_model",
     "rlhf_type", "reward_funcs", "reward_weights", "num_generations", "max_completion_length", "use_vllm",
-    "vllm_mode", "beta", "log_completions", "loss_scale",
+    "vllm_mode", "beta", "log_completions", "loss_scale", "use_chat_template",
 }
 
 
@@ -391,6 +398,12 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
         out.append((("data", "val_use"), f"val_use train leaves nothing to evaluate on, but eval_steps is "
                                          f"{r.eval_steps}: use val_use holdout (or auto), or drop eval_steps"))
     out += _mix_problems(r)
+    if r.data.prompt_format == "raw" and r.data.train_on != "all":
+        out.append((("data", "prompt_format"), "raw trains the whole text (there is no prompt to mask): set "
+                                               "data.train_on: all"))
+    if r.data.prompt_format == "raw" and r.method != "sft":
+        out.append((("data", "prompt_format"), f"raw is plain text for supervised training; method {r.method} "
+                                               "needs chat records (prompts to answer)"))
     if r.global_batch_size % r.per_device_batch_size:
         out.append((("global_batch_size",), f"global_batch_size {r.global_batch_size} is not a multiple of "
                                             f"per_device_batch_size {r.per_device_batch_size}"))

@@ -124,3 +124,17 @@ def test_recipe_rules(workspace):
         launch.plan_run("smoke_tiny", overrides=_overrides("data.mix.0.file=data/none.jsonl"))
     with pytest.raises(SwiftkitError, match=r"data.mix.0.share: 0.001 of 70 base rows rounds to 0 rows"):
         launch.plan_run("smoke_tiny", overrides=_overrides("data.mix.0.share=0.001"))
+
+
+def test_the_time_estimate_counts_the_mixed_rows(tmp_path, monkeypatch):
+    """plan's steps and time per epoch (swiftkit.train.sizing) count each mix file at its share, at its own median."""
+    from swiftkit.train.sizing import data_stats
+
+    monkeypatch.chdir(tmp_path)
+    for source, train, median in (("muice", 1000, 500), ("general", 17, 100)):
+        (tmp_path / "data" / source).mkdir(parents=True)
+        (tmp_path / "data" / source / "manifest.json").write_text(json.dumps(
+            {"train": train, "token_lengths": {"median": median}}))
+    stats, _ = data_stats(load_recipe("muice_full", ["data.mix=[{file: data/general/train.jsonl, share: 0.2}]"]))
+    assert stats is not None and stats.records == 1250  # 1000 own rows are 80 %: 250 general rows
+    assert stats.tokens_per_sample == (1000 * 500 + 250 * 100) / 1250

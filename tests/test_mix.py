@@ -138,3 +138,9 @@ def test_the_time_estimate_counts_the_mixed_rows(tmp_path, monkeypatch):
     stats, _ = data_stats(load_recipe("muice_full", ["data.mix=[{file: data/general/train.jsonl, share: 0.2}]"]))
     assert stats is not None and stats.records == 1250  # 1000 own rows are 80 %: 250 general rows
     assert stats.tokens_per_sample == (1000 * 500 + 250 * 100) / 1250
+
+
+def test_the_stated_data_seed_is_ms_swifts_default():
+    from swift.llm.argument.base_args.data_args import DataArguments
+
+    assert DataArguments.__dataclass_fields__["data_seed"].default == MS_SWIFT_DATA_SEED

@@ -13,6 +13,7 @@ from typing import Mapping, Optional, Sequence
 
 from datasets_prep.errors import ProblemsError, SwiftkitError
 from datasets_prep.oserrors import shown
+from datasets_prep.raw_format import PROMPT_FORMATS
 from datasets_prep.vocab import special_token_text
 
 OVER_LENGTH = ("keep", "truncate", "drop")
@@ -88,6 +89,10 @@ class PrepOptions:
     histogram: bool = True
     """Write ``lengths.png`` beside the statistics."""
 
+    prompt_format: str = "chat"
+    """chat: ms-swift messages records (system, user, assistant); raw: seed 004's plain text, one assistant message
+    per record, for a recipe with ``data.prompt_format: raw`` (datasets_prep/raw_format.py)."""
+
     def __post_init__(self) -> None:
         # sequences as tuples: the options stay immutable, and equal options compare equal however they were given
         for name in ("score_choices", "model_name", "model_author"):
@@ -111,6 +116,8 @@ class PrepOptions:
             found.append(f"--score-choices {','.join(map(str, choices))}: {bad[0]} is not a finite number")
         if self.max_length < 1:
             found.append(f"--max-length {self.max_length}: must be positive")
+        if self.prompt_format not in PROMPT_FORMATS:
+            found.append(f"--prompt-format {shown(str(self.prompt_format))}: choose {', '.join(PROMPT_FORMATS)}")
         if self.over_length not in OVER_LENGTH:
             found.append(f"--over-length {shown(str(self.over_length))}: choose {', '.join(OVER_LENGTH)}")
         for label, pair in (("--model-name", self.model_name), ("--model-author", self.model_author)):

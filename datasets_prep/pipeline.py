@@ -26,6 +26,7 @@ refuses an empty train file); a run that read no record at all writes nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from datasets_prep.errors import SwiftkitError
 from datasets_prep.options import PrepOptions
 from datasets_prep.oserrors import os_failure, shown
 from datasets_prep.outdir import OutputDir, check_apart
+from datasets_prep.raw_format import RAW_RENDERING, raw_record, raw_render
 from datasets_prep.records import Conversation, Reject
 from datasets_prep.registry import get_source
 from datasets_prep.scorefield import ScoreField
@@ -184,6 +186,9 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
     measure = over_length != "keep"  # count each record's tokens as it comes (to drop or cut it)
     # the tokenizer that counts: loaded before the lock, so a folder it cannot use fails with nothing touched
     tokens = token_counter(options.tokenizer) if token_stats or measure else None
+    raw = options.prompt_format == "raw"
+    if raw and tokens is not None:  # a raw record is counted as its plain text, not through a chat template
+        tokens = dataclasses.replace(tokens, render=raw_render, rendering=RAW_RENDERING)
 
     # special-token text is refused, never escaped: found in the JSON bytes of a record (one search), explained
     # per message only then; the tokens are the counting tokenizer's specials where it is loaded
@@ -258,6 +263,8 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
                 messages = [sys_message]
                 messages += item.turns[:2] if single_turn else item.turns
             reason = check_messages(messages)
+            if reason is None and raw:
+                messages, reason = raw_record(messages)
             if reason is not None:
                 reject(Reject(item.file, item.line, reason, item.raw))
                 continue
@@ -368,6 +375,7 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
                 "score_from": score_from, "encoding": encoding, "columns": renames,
                 "keep_duplicates": keep_duplicates, "over_length": over_length,
                 "tokenizer": None if options.tokenizer is None else shown(options.tokenizer),
+                "prompt_format": options.prompt_format,
             },
             # kept exact duplicates (--keep-duplicates): counted in train/val, not in "duplicates"
             "duplicates_kept": n_dup_kept,

@@ -79,6 +79,9 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            system=MEDICAL_SYSTEM, hub_id="modelscope://krisfu/delicate_medical_r1_data"),
     Source("actions", actions.convert, "action selection CSV 行动/问题/回答; system lists the actions, shuffled",
            system_builder=actions_system),
+    Source("general", generic.convert_messages, "general chat to mix into a persona's data at a ratio (recipe "
+           "data.mix); ms-swift messages records, each keeping its own system prompt", system=GENERIC_SYSTEM,
+           keep_system=True),
     Source("messages", generic.convert_messages, "generic ms-swift messages records", system=GENERIC_SYSTEM, keep_system=True),
     Source("sharegpt", generic.convert_sharegpt, "generic conversations from/value", system=GENERIC_SYSTEM, keep_system=True),
     Source("alpaca", generic.convert_alpaca, "generic instruction/input/output", system=GENERIC_SYSTEM, keep_system=True),
@@ -87,7 +90,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 )}
 
 # The sources `make prep` converts from the bundled samples.
-MAKE_ALL_SOURCES = ("muice", "fortune", "medical_r1", "actions")
+MAKE_ALL_SOURCES = ("muice", "fortune", "medical_r1", "actions", "general")
 
 
 def get_source(name: str) -> Source:

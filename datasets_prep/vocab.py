@@ -44,6 +44,16 @@ def offered_actions(system: Optional[str]) -> list[str]:
     return [a for a in actions if a]
 
 
+_LEADING_THINK = re.compile(r"\A<think>\n?(?P<reasoning>.*?)\n?</think>\s*(?P<answer>.*)\Z", re.DOTALL)
+
+
+def split_think(text: str) -> tuple[Optional[str], str]:
+    """(reasoning, answer) of a text that opens with a closed ``<think>`` block (prep's reasoning answers:
+    ``<think>\\n{reasoning}\\n</think>\\n\\n{answer}``), else (None, text)."""
+    match = _LEADING_THINK.match(text)
+    return (match["reasoning"], match["answer"]) if match else (None, text)
+
+
 def answer_part(text: str) -> str:
     """``text`` without its thinking: closed ``<think>`` blocks removed, an unclosed one cut off, and anything up to
     a stray ``</think>`` dropped (a template that prefills ``<think>`` leaves only the closing tag)."""

@@ -27,7 +27,7 @@ def prepped(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("source", ["muice", "fortune", "medical_r1", "actions"])
+@pytest.mark.parametrize("source", ["muice", "fortune", "medical_r1", "actions", "general"])
 def test_make_prep_writes_every_source(prepped, source):
     out = prepped / source
     assert sorted(p.name for p in out.iterdir()) == ["lengths.png", "manifest.json", "rejects.jsonl", "train.jsonl", "val.jsonl"]

@@ -262,6 +262,6 @@ def test_make_prep_reports_unknown_folders(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert code == 0
     assert err == [
-        f"swiftkit prep-all: skipping alpaca/ (prep-all converts only muice, fortune, medical_r1, actions; "
+        f"swiftkit prep-all: skipping alpaca/ (prep-all converts only muice, fortune, medical_r1, actions, general; "
         f"run `swiftkit prep alpaca --src {src / 'alpaca'}`)",
-        "swiftkit prep-all: skipping medical/ (no source of that name; known: muice, fortune, medical_r1, actions)"]
+        "swiftkit prep-all: skipping medical/ (no source of that name; known: muice, fortune, medical_r1, actions, general)"]

@@ -35,7 +35,7 @@ def template(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["muice", "fortune", "medical_r1", "actions"])
+@pytest.mark.parametrize("source", ["muice", "fortune", "medical_r1", "actions", "general"])
 def test_ms_swift_loads_and_encodes_every_row(tmp_path, template, source):
     from swift.llm import load_dataset
     from swift.llm.dataset.utils import EncodePreprocessor

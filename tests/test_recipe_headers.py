@@ -73,7 +73,7 @@ def test_header_states_every_aspect_and_each_claim_is_the_plans(name: str, prepp
     argv = plan(rec, Cluster(nproc_per_node=rec.launch.nproc_per_node)).argv
 
     # prompt: chat = ms-swift's chat template (no --use_chat_template false); raw = the generation template
-    assert claims["prompt"] in ("chat", "raw")
+    assert claims["prompt"] in ("chat", "raw") and claims["prompt"] == rec.data.prompt_format
     assert (_flag(argv, "--use_chat_template") == ["false"]) == (claims["prompt"] == "raw")
 
     # think: the markup prep writes into this source's answers
@@ -127,3 +127,18 @@ def test_train_on_all_is_the_seeds_whole_text_loss_and_changes_no_other_flag():
     assert "--loss_scale" not in shipped
     i = whole.index("--loss_scale")
     assert whole[i:i + 2] == ["--loss_scale", "all"] and whole[:i] + whole[i + 2:] == shipped
+
+
+def test_the_prompt_line_names_an_option_that_plans_the_seeds_format():
+    """fortune_lora's header names data.prompt_format: raw as the seed's format: with it (and train_on: all, which raw
+    requires) the plan trains through ms-swift's generation template, every token, and nothing else changes."""
+    prompt = next(line for line in find_recipe("fortune_lora").read_text(encoding="utf-8").splitlines()
+                  if line.startswith("#   prompt: "))
+    assert "data.prompt_format: raw" in prompt
+    assert "--prompt-format raw" in find_recipe("fortune_lora").read_text(encoding="utf-8")
+    assert PrepOptions(prompt_format="raw").problems() == []
+    shipped = plan(load_recipe("fortune_lora"), Cluster()).argv
+    raw = plan(load_recipe("fortune_lora", ["data.prompt_format=raw", "data.train_on=all"]), Cluster()).argv
+    i = raw.index("--loss_scale")
+    assert raw[i:i + 4] == ["--loss_scale", "all", "--use_chat_template", "false"]
+    assert raw[:i] + raw[i + 4:] == shipped

@@ -5,7 +5,7 @@ Layout of ``runs/<recipe>/v<N>/`` (ms-swift writes into the same folder: ``--out
     swiftkit_run.json     RunInfo below: what was trained, from what, with which argument list
     recipe.yaml           the resolved recipe
     versions.json         the installed stack (python, torch, ms-swift, transformers, ...)
-    data/<name>.manifest.json   the prep manifest of every dataset file trained on
+    data/<name>.manifest.json   the prep manifest of every dataset file trained on (data.mix files included)
     result.json           written by rank 0 after training: last/best checkpoint, log history
     checkpoint-<step>/    ms-swift checkpoints (full weights or a LoRA adapter); ``.swiftkit-complete`` inside marks
                           one whose save finished (swiftkit.run.checkpoint): only complete ones are ever used
@@ -64,6 +64,9 @@ class RunInfo:
     """The exact ``swift <method command> ...`` argument list that ran."""
     env: dict[str, str] = field(default_factory=dict)
     """Environment the launcher set (secrets never included)."""
+    data_mix: list[dict[str, Any]] = field(default_factory=list)
+    """A recipe's data.mix as trained: every --dataset entry with its exact rows, share and how ms-swift drew them
+    (swiftkit.train.mixing); empty when nothing was mixed."""
 
     @property
     def hub(self) -> str:

@@ -36,6 +36,7 @@ from swiftkit.run.rundir import (
     write_run_info,
 )
 from swiftkit.train.fast_path import Switch, fast_path
+from swiftkit.train.mixing import Mixture, absolute_mix, resolve_mixture
 from swiftkit.train.plan import Cluster, Plan, plan
 from swiftkit.train.preflight import PreflightReport, preflight
 from swiftkit.train.recipes import Recipe, load_recipe
@@ -66,6 +67,8 @@ class Planned:
     """``--resume``: which checkpoint, what it restores, which newer incomplete ones were skipped (one line)."""
     fast: tuple[Switch, ...]
     """The GPU fast path's switches, on or off with why (swiftkit.train.fast_path)."""
+    mixture: Optional[Mixture]
+    """The recipe's data.mix with exact row counts (swiftkit.train.mixing); None when it mixes nothing."""
 
 
 @dataclass
@@ -115,6 +118,7 @@ def _absolute(recipe: Recipe) -> Recipe:
     data = recipe.data.model_copy(update={
         "train": [str(Path(f).resolve()) for f in recipe.data.train],
         "val": [str(Path(f).resolve()) for f in recipe.data.val],
+        "mix": absolute_mix(recipe),
     })
     update["data"] = data
     if recipe.init_from:
@@ -190,10 +194,12 @@ def plan_run(
         except SwiftkitError:
             init_ckpt = None  # planned as written; preflight reports it
     fast = tuple(fast_path(rec))
+    mixture = resolve_mixture(rec)  # reads the row counts of the train and mix files
     p = plan(rec, cluster, output_dir=str(run_dir), resume_from=str(resume_ckpt.resolve()) if resume_ckpt else None,
              init_checkpoint=str(init_ckpt) if init_ckpt else None,
-             init_adapter=is_adapter(init_ckpt) if init_ckpt else None, dialect=_installed_dialect(), fast=fast)
-    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt, empty_val, resume_note, fast)
+             init_adapter=is_adapter(init_ckpt) if init_ckpt else None, dialect=_installed_dialect(), fast=fast,
+             mixture=mixture)
+    return Planned(rec, cluster, p, run_dir, resume_ckpt, init_ckpt, empty_val, resume_note, fast, mixture)
 
 
 def resume_choice(target: Path, run_dir: Path, recipe: Recipe) -> tuple[Optional[Path], Optional[str]]:
@@ -263,7 +269,7 @@ def record_run(prep: Prepared) -> None:
     run.mkdir(parents=True, exist_ok=True)
     write_text(run / "recipe.yaml", rec.to_yaml())
     write_json(run / "versions.json", stack_versions())
-    for folder in sorted({Path(f).parent for f in [*rec.data.train, *rec.data.val]}):
+    for folder in sorted({Path(f).parent for f in [*rec.data.train, *rec.data.val, *rec.mix_files]}):
         manifest = folder / "manifest.json"
         if manifest.is_file():
             write_text(run / "data" / f"{folder.name}.manifest.json", manifest.read_text(encoding="utf-8"))
@@ -274,7 +280,7 @@ def record_run(prep: Prepared) -> None:
         template=rec.template,
         train_type=rec.run_train_type,
         max_length=rec.max_length,
-        train_files=rec.trained_files,
+        train_files=[*rec.trained_files, *rec.mix_files],
         val_files=rec.held_out_files,  # never rows training saw: eval and infer --val read them as unseen prompts
         system=rec.data.system,
         lora_rank=rec.lora.rank if rec.lora else None,
@@ -283,6 +289,7 @@ def record_run(prep: Prepared) -> None:
         method=rec.method,
         argv=list(prep.plan.argv),
         env=dict(prep.plan.env),
+        data_mix=prep.mixture.to_json() if prep.mixture else [],
     ))
 
 

@@ -15,7 +15,6 @@ them from the caller's environment.
 from __future__ import annotations
 
 import math
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from swiftkit.stack.dialect import SWIFT3, Dialect, pinned_flags
 from swiftkit.train.fast_path import Switch
 from swiftkit.train.grpo.rewards import OPTIONS_ENV, options_env_value
 from swiftkit.train.methods import DEFAULT_METHOD, get_method
+from swiftkit.train.mixing import SAMPLED, Mixture, dataset_file  # noqa: F401  (SAMPLED, dataset_file: re-exported)
 from swiftkit.train.recipes import GrpoSpec, Recipe
 from swiftkit.train.trust import flag_value_problem
 
@@ -219,13 +219,14 @@ def nearest_batches(recipe: Recipe, denom: int) -> str:
 
 def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", resume_from: str | None = None,
          init_checkpoint: str | None = None, init_adapter: bool | None = None, dialect: Dialect = SWIFT3,
-         fast: Sequence[Switch] = ()) -> Plan:
+         fast: Sequence[Switch] = (), mixture: Optional[Mixture] = None) -> Plan:
     """Turn a validated recipe into the launch for ``cluster``. Raises SwiftkitError on a batch that does not divide.
 
     ``init_checkpoint`` is the resolved checkpoint of ``recipe.init_from`` and ``init_adapter`` whether it is a LoRA
     adapter (the launcher looks); without them the recipe's path is planned as written, as an adapter for LoRA
     recipes and as full weights otherwise. Full weights become ``--model`` (a LoRA recipe then trains a new adapter
-    on them); an adapter is continued (``--adapters``)."""
+    on them); an adapter is continued (``--adapters``). ``mixture`` is the recipe's ``data.mix`` counted
+    (:func:`swiftkit.train.mixing.resolve_mixture`, which reads the files): required when the recipe mixes."""
     cluster.validate()
     world = cluster.world_size
     per_device = recipe.per_device_batch_size
@@ -289,7 +290,10 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
             args.append(("ref_adapters", init))
     # The val files go where the recipe uses them (Recipe.val_role): evaluated, trained on, or left out (held out
     # for `swiftkit eval`); never passed to a run that does not evaluate, where ms-swift would load them for nothing.
-    args += [("dataset", recipe.trained_files)]
+    if recipe.data.mix and mixture is None:
+        raise SwiftkitError(f"{recipe.name}: data.mix is planned from the files' row counts: plan it with "
+                            "swiftkit.train.launch.plan_run (`swiftkit plan`), which counts them")
+    args += [("dataset", recipe.trained_files if mixture is None else mixture.datasets)]
     if recipe.val_role == "eval":
         args.append(("val_dataset", recipe.data.val))
     args += [
@@ -299,6 +303,8 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
     ]
     if recipe.data.train_on == "all":
         args.append(("loss_scale", "all"))
+    if recipe.data.prompt_format == "raw":  # ms-swift's generation template: the text as is, plus the end token
+        args.append(("use_chat_template", False))
     if recipe.max_steps is not None:
         args.append(("max_steps", recipe.max_steps))
     else:
@@ -374,12 +380,3 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
         output_dir=output_dir,
     )
 
-
-SAMPLED = re.compile(r"^(?P<path>.+)#(?P<n>\d+)$")
-"""ms-swift's ``file.jsonl#50``: 50 records sampled from the file."""
-
-
-def dataset_file(name: str) -> str:
-    """The file of a dataset entry, without ms-swift's ``#N`` sampling suffix."""
-    match = SAMPLED.match(name)
-    return match.group("path") if match else name

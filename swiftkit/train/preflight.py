@@ -25,6 +25,7 @@ from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.local_model import is_local_model
 from swiftkit.stack.remote_code import remote_code_files
 from swiftkit.train.checks import Check, PreflightReport
+from swiftkit.train.data_format import format_check
 from swiftkit.train.plan import Cluster, Plan, dataset_file
 from swiftkit.train.recipes import Recipe
 
@@ -63,20 +64,10 @@ def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
 
 def count_rows(names: list[str]) -> Optional[int]:
     """Records in JSONL dataset files (non-blank lines; ``file#N`` counts N); None when a file is not readable."""
-    from swiftkit.train.plan import SAMPLED
+    from swiftkit.train.mixing import entry_rows
 
-    total = 0
-    for name in names:
-        match = SAMPLED.match(name)
-        if match:
-            total += int(match.group("n"))
-            continue
-        try:
-            with open(name, "rb") as fh:
-                total += sum(1 for line in fh if line.strip())
-        except OSError:
-            return None
-    return total
+    rows = [entry_rows(name) for name in names]
+    return None if None in rows else sum(r for r in rows if r is not None)
 
 
 def val_use_check(recipe: Recipe) -> Optional[Check]:
@@ -318,6 +309,7 @@ def preflight(
     use = val_use_check(recipe)
     if use is not None:
         add(use)
+    add(format_check(recipe))
 
     add(_remote_code_check(recipe, plan))
     if recipe.persona:

@@ -55,6 +55,18 @@ class LoraSpec(_Strict):
     )
 
 
+class MixSpec(_Strict):
+    """A file mixed into the trained data at a share of the whole (swiftkit/train/mixing.py says how it is counted)."""
+
+    file: str = Field(description="A JSONL file in the recipe's record shape (e.g. data/general/train.jsonl, which "
+                      "`make prep` writes from the bundled general-chat sample), without ms-swift's #N: the plan "
+                      "computes N.")
+    share: float = Field(gt=0, lt=1, description="Its share of the rows trained per epoch: 0.3 = 30 %. The recipe's own "
+                         "files give all their rows; this file gives round(share x base / (1 - sum of shares)) rows "
+                         "(--dataset FILE#N: drawn without replacement, or whole copies plus a draw when N exceeds "
+                         "the file). `swiftkit plan` prints the counts; the run records them.")
+
+
 class DataSpec(_Strict):
     """The prep outputs a recipe trains on (``make prep`` writes ``data/<source>/{train,val}.jsonl``)."""
 
@@ -76,6 +88,15 @@ class DataSpec(_Strict):
         "default loss_scale); all: every token, prompt and system included (--loss_scale all), as a plain causal-LM "
         "trainer on whole texts does (seed 004's unsloth SFTTrainer on its `text` field).",
     )
+    prompt_format: Literal["chat", "raw"] = Field(
+        "chat",
+        description="chat: messages records trained through the model's chat template (what infer, serve, eval and "
+        "the exports ask through). raw: seed 004's plain text (`prep --prompt-format raw`: ### 指令 / ### 问题 / ### "
+        "回答 with its <思考> markers, one assistant message per record) trained whole through ms-swift's generation "
+        "template (--use_chat_template false: no markup, the end token appended); needs train_on: all.",
+    )
+    mix: list[MixSpec] = Field(default_factory=list, description="Other data mixed in at a ratio, e.g. general "
+                               "chat against forgetting: [{file: data/general/train.jsonl, share: 0.3}].")
     system: Optional[str] = Field(
         None,
         description="The system prompt prep wrote into every record. Documentation and checks only: it is never "
@@ -272,6 +293,11 @@ class Recipe(_Strict):
         return [*self.data.train, *(self.data.val if self.val_role == "train" else [])]
 
     @property
+    def mix_files(self) -> list[str]:
+        """The data.mix files (trained on at their shares, planned as ``FILE#N``)."""
+        return [m.file for m in self.data.mix]
+
+    @property
     def held_out_files(self) -> list[str]:
         """The val files no training step sees (evaluated during training, or kept for ``swiftkit eval``)."""
         return list(self.data.val) if self.val_role in ("eval", "holdout") else []
@@ -293,7 +319,7 @@ _RESERVED_EXTRA = {
     "per_device_train_batch_size", "gradient_accumulation_steps", "deepspeed", "system", "swanlab_token",
     "hub_token", "resume_from_checkpoint", "adapters", "ref_adapters", "report_to", "save_only_model",
     "rlhf_type", "reward_funcs", "reward_weights", "num_generations", "max_completion_length", "use_vllm",
-    "vllm_mode", "beta", "log_completions", "loss_scale",
+    "vllm_mode", "beta", "log_completions", "loss_scale", "use_chat_template",
 }
 
 
@@ -371,6 +397,13 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
     if r.data.val_use == "train" and r.eval_steps is not None:
         out.append((("data", "val_use"), f"val_use train leaves nothing to evaluate on, but eval_steps is "
                                          f"{r.eval_steps}: use val_use holdout (or auto), or drop eval_steps"))
+    out += _mix_problems(r)
+    if r.data.prompt_format == "raw" and r.data.train_on != "all":
+        out.append((("data", "prompt_format"), "raw trains the whole text (there is no prompt to mask): set "
+                                               "data.train_on: all"))
+    if r.data.prompt_format == "raw" and r.method != "sft":
+        out.append((("data", "prompt_format"), f"raw is plain text for supervised training; method {r.method} "
+                                               "needs chat records (prompts to answer)"))
     if r.global_batch_size % r.per_device_batch_size:
         out.append((("global_batch_size",), f"global_batch_size {r.global_batch_size} is not a multiple of "
                                             f"per_device_batch_size {r.per_device_batch_size}"))
@@ -379,6 +412,24 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
             out.append((("extra_args", key), "set it through the recipe field, not extra_args"))
         elif isinstance(value, str) and flag_value_problem(key, value):
             out.append((("extra_args", key), str(flag_value_problem(key, value))))
+    return out
+
+
+def _mix_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
+    """data.mix rules: shares leave room for the recipe's own data, each file once, no #N of its own."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    total = sum(m.share for m in r.data.mix)
+    if r.data.mix and total >= 1:
+        out.append((("data", "mix"), f"the shares add up to {total:g}: they must leave room for data.train "
+                                     "(sum below 1)"))
+    own = set(r.trained_files)
+    seen: set[str] = set()
+    for i, m in enumerate(r.data.mix):
+        if re.search(r"#\d+$", m.file):
+            out.append((("data", "mix", i, "file"), f"{m.file}: no #N here, the plan computes N from share"))
+        elif m.file in seen or m.file in own:
+            out.append((("data", "mix", i, "file"), f"{m.file}: already trained on (listed twice)"))
+        seen.add(m.file)
     return out
 
 

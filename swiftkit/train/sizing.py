@@ -352,10 +352,23 @@ class DataStats:
     source: str
 
 
+def _manifest_stats(path: Path) -> tuple[Optional[tuple[int, float]], str]:
+    """(train records, median tokens) of a prep manifest; ``(None, why)`` when it has no token statistics."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        n, median = int(manifest["train"]), manifest["token_lengths"]["median"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"{path}: no manifest with token statistics (run `make prep`): time not estimated"
+    if median is None:
+        return None, f"{path}: no token statistics (prep counted no records): time not estimated"
+    return (n, float(median)), ""
+
+
 def data_stats(recipe: "Recipe") -> tuple[Optional[DataStats], str]:
     """Training records and tokens per sample (the manifest's median, capped at max_length) from the prepared data's
-    manifest.json beside each train file; ``(None, why)`` when there is none."""
-    from swiftkit.train.plan import dataset_file
+    manifest.json beside each train file, plus each data.mix file at its share (swiftkit.train.mixing);
+    ``(None, why)`` when there is none."""
+    from swiftkit.train.mixing import dataset_file, mix_counts
 
     records, weighted, seen = 0, 0.0, []
     for name in recipe.data.train:
@@ -363,15 +376,20 @@ def data_stats(recipe: "Recipe") -> tuple[Optional[DataStats], str]:
         if path in seen:
             continue
         seen.append(path)
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            n, median = int(manifest["train"]), manifest["token_lengths"]["median"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None, f"{path}: no manifest with token statistics (run `make prep`): time not estimated"
-        if median is None:
-            return None, f"{path}: no token statistics (prep counted no records): time not estimated"
-        records += n
-        weighted += n * min(float(median), recipe.max_length)
+        found, why = _manifest_stats(path)
+        if found is None:
+            return None, why
+        records += found[0]
+        weighted += found[0] * min(found[1], recipe.max_length)
+    if records and recipe.data.mix:
+        for mix, n in zip(recipe.data.mix, mix_counts(records, [m.share for m in recipe.data.mix])):
+            path = Path(mix.file).parent / "manifest.json"
+            found, why = _manifest_stats(path)
+            if found is None:
+                return None, why
+            seen.append(path)
+            records += n
+            weighted += n * min(found[1], recipe.max_length)
     if not records:
         return None, "no training records in the manifests: time not estimated"
     return DataStats(records, weighted / records, ", ".join(map(str, seen))), ""

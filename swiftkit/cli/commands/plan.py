@@ -86,7 +86,8 @@ def print_plan(planned: "Planned", *, as_json: bool, gpu_type: Optional[str] = N
                          liger=liger_on(list(planned.fast)))
     if as_json:
         fast = {s.name: {"on": s.on, "why": s.why} for s in planned.fast}
-        print(json.dumps({**p.to_json(), "fast_path": fast, "sizing": sizing.to_json()}, ensure_ascii=False,
+        mix = {"data_mix": planned.mixture.to_json()} if planned.mixture is not None else {}
+        print(json.dumps({**p.to_json(), **mix, "fast_path": fast, "sizing": sizing.to_json()}, ensure_ascii=False,
                          indent=2))
         return
     unit = "" if recipe.grpo is None else " completions"
@@ -96,6 +97,8 @@ def print_plan(planned: "Planned", *, as_json: bool, gpu_type: Optional[str] = N
         g = recipe.grpo.num_generations
         batch += f" = {p.global_batch_size // g} prompts x {g} generations per step"
     print(batch)
+    if planned.mixture is not None:
+        print("\n".join(planned.mixture.lines()))
     for name in planned.empty_val:
         print(f"# {name}: empty (prep --val-ratio 0?), left out: no evaluation")
     if recipe.init_from:

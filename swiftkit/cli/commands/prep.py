@@ -55,6 +55,7 @@ import sys
 from typing import Any, Callable, Iterator, Optional
 
 from datasets_prep.options import OVER_LENGTH, PrepOptions
+from datasets_prep.raw_format import PROMPT_FORMATS
 from swiftkit.cli import options
 
 DEFAULTS = PrepOptions()
@@ -68,7 +69,7 @@ PER_SOURCE_EXAMPLES = {"score_from": "medical_r1=metrics.quality_f1", "encoding"
 """Of those, the ones `prep-all` takes per source (``SOURCE=VALUE``, repeatable; a rating field, a file encoding and
 column names belong to one source's files), with an example each."""
 PER_SOURCE = tuple(PER_SOURCE_EXAMPLES)
-ONE_SOURCE = ("system", "keep_system", "model_name", "model_author")
+ONE_SOURCE = ("system", "keep_system", "model_name", "model_author", "prompt_format")
 """Fields only `prep` takes: a system prompt or persona name is one source's (prep-all's sources each have their
 own prompt, and none of them has {{NAME}} placeholders)."""
 RESOLVED = ("tokenizer",)
@@ -132,6 +133,10 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, per_source: bool = 
     if not per_source:
         parser.add_argument("--model-name", nargs=2, metavar=("ZH", "EN"), help="fills {{NAME}} placeholders")
         parser.add_argument("--model-author", nargs=2, metavar=("ZH", "EN"), help="fills {{AUTHOR}} placeholders")
+        parser.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=d.prompt_format,
+                            help=f"chat: messages records (default {d.prompt_format}); raw: seed 004's plain text "
+                                 "(### 指令 / ### 问题 / ### 回答, <思考> markers), one exchange per record, for a "
+                                 "recipe with data.prompt_format: raw")
     parser.add_argument("--tokenizer", metavar="DIR|RECIPE",
                         help="count tokens (statistics, --over-length) with this tokenizer: a local folder (loaded by "
                              "transformers, never with remote code; records rendered with its chat template when it "

@@ -77,7 +77,7 @@ SWIFT4_LANE := tests/swift4_lane \
 
 test-swift4: $(SWIFT4_STAMP) $(STAMP)  ## swiftkit on ms-swift 4.x: plans parsed, smoke, eval, export, serve, GRPO
 	SWIFTKIT_GGUF_TOOLS=$(CURDIR)/$(VENV)/gguf-tools $(VENV_SWIFT4)/bin/python -m pytest -q -p no:cacheprovider \
-		--durations=0 $(SWIFT4_LANE) $(ARGS)
+		-rP --durations=0 $(SWIFT4_LANE) $(ARGS)
 
 prep: $(STAMP)  ## convert every source under SRC_DIR into DATA_DIR/<source>/
 	$(SK) prep-all --src-dir $(SRC_DIR) --out $(DATA_DIR) $(ARGS)

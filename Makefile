@@ -20,7 +20,7 @@ VLLM_STAMP := $(VENV_VLLM)/.swiftkit-installed
 VENV_SWIFT4 ?= .venv-swift4
 SWIFT4_STAMP := $(VENV_SWIFT4)/.swiftkit-installed
 
-.PHONY: install install-vllm install-swift4 test-swift4 prep train test smoke smoke-grpo vllm-smoke bench gpu-smoke clean help
+.PHONY: install install-vllm install-swift4 test-swift4 prep train test smoke smoke-grpo vllm-smoke bench gpu-bench gpu-wheelhouse gpu-smoke clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -99,6 +99,17 @@ vllm-smoke: $(VLLM_STAMP)  ## vLLM for real: infer/eval equal pt, serve answers 
 
 bench: $(STAMP)  ## throughput and memory figures (ratios within one run; ARGS=prep|tokens|plan|train|serve)
 	$(BIN)/python -m benchmarks.run $(ARGS)
+
+# On the GPU machine (its own Python: torch, transformers, peft, accelerate; no ms-swift, no network): no venv. The
+# wheelhouse (make gpu-wheelhouse, here) is installed into .cache/gpu-wheels first when it is there.
+GPU_PYTHON ?= python3
+gpu-bench:  ## muice_full's shape, random weights, with/without liger: benchmarks/results/gpu-<card>.json (GPU machine)
+	@if ls benchmarks/wheelhouse/*.whl >/dev/null 2>&1; then \
+		$(GPU_PYTHON) -m pip install -q --no-deps --no-index --target .cache/gpu-wheels benchmarks/wheelhouse/*.whl; fi
+	PYTHONPATH=$(CURDIR):$(CURDIR)/.cache/gpu-wheels $(GPU_PYTHON) -m benchmarks.gpu_bench $(ARGS)
+
+gpu-wheelhouse: $(STAMP)  ## download the pure-Python wheels gpu-bench needs into benchmarks/wheelhouse (here, online)
+	PIP=$(BIN)/pip bash scripts/gpu_wheelhouse.sh
 
 gpu-smoke: $(STAMP)  ## the smoke pipeline on a GPU machine (vLLM, 2-GPU DeepSpeed)
 	bash scripts/gpu_smoke.sh

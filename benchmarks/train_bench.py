@@ -1,14 +1,21 @@
-"""Tiny-model CPU training throughput, from ms-swift's own log.
+"""Tiny-model CPU training: throughput, and what the wrapper costs against the raw `swift sft` line.
 
-Trains recipe smoke_tiny (its batch, process count and schedule, only fewer epochs) on the prepped Muice samples
-with the tiny Qwen2, all in a temp folder, then reads the run's logging.jsonl: ms-swift logs
-`train_samples_per_second` (global) and the train set's token lengths (`train_dataset`: "mean±std, min, max, size").
-Train tokens/s = samples/s x mean tokens per sample. One line is printed, e.g.
+The wrapper's cost (issue 21 item 5): `swiftkit train smoke_tiny` (10 epochs, 110 steps, 2 CPU processes) against the
+`swift sft` line its own plan prints (same argv, same env, its own output folder), as interleaved A/B pairs (the order
+alternates per pair, so drift on a shared machine falls on both arms). Per run: wall time and the whole process
+tree's CPU time (``os.wait4``: the child and every descendant it reaped), the trainer's own runtime and its
+steady-state steps/s, both from ms-swift's ``logging.jsonl`` (``elapsed = train_speed(s/it) x step`` at each logged
+step; steady state = steps 10..last). Ratios are swiftkit / raw for time and raw / swiftkit for steps/s, so > 1 always
+means swiftkit is slower; the medians, min and max over the pairs are printed. Before the pairs, `swiftkit train
+--dry-run` runs twice in a fresh SWIFTKIT_CACHE: the first asks ms-swift (cold), the second reads the kept answers
+(swiftkit.stack.answers), and both CPU times are printed; the timed pairs then run warm, as every launch after the
+first of a recipe on an install does.
 
-  train: smoke_tiny tiny-qwen2 cpu 2 proc, 23 samples x 4 epochs: 5.18 samples/s, 231 train tokens/s (44.6 tok/sample)
+The throughput line comes from the same swiftkit runs: ms-swift logs `train_samples_per_second` (global) and the train
+set's token lengths (`train_dataset`: "mean±std, min, max, size"); train tokens/s = samples/s x mean tokens per sample.
 
-  python -m benchmarks.train_bench            # alone
-  python -m benchmarks.run train              # as a `make bench` section
+  python -m benchmarks.train_bench [--pairs 3] [--epochs 10]   # alone
+  python -m benchmarks.run train                               # as a `make bench` section
 """
 from __future__ import annotations
 
@@ -18,23 +25,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-EPOCHS = 4
 _DATASET_STATS = re.compile(r"^\s*([0-9.]+)±([0-9.]+), min=([0-9.]+), max=([0-9.]+), size=(\d+)")
-
-
-@dataclass
-class Throughput:
-    samples_per_second: float
-    mean_tokens: float
-    samples: int
-    epochs: float
-    world_size: int
-    runtime_s: float
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.samples_per_second * self.mean_tokens
+STEADY_FROM = 10
+"""Logged steps before this one are warm-up (first iterations, allocator growth) and left out of the steady rate."""
+PAIRS = 3
+AB_EPOCHS = 10
 
 
 def parse_logging(path: Path) -> tuple[float, float, int, float, float]:
@@ -51,27 +48,180 @@ def parse_logging(path: Path) -> tuple[float, float, int, float, float]:
             float(final.get("epoch", 0)), float(final.get("train_runtime", 0)))
 
 
-def measure(epochs: int = EPOCHS, workdir: Path | None = None) -> Throughput:
-    from benchmarks.tinyrun import tiny_run
-    from swiftkit.run.rundir import read_run_info
+def steady_rate(path: Path, start: int = STEADY_FROM) -> tuple[float, int]:
+    """(steps/s from step ``start`` to the last logged step, that last step) from ms-swift's logging.jsonl: each
+    step's row has ``train_speed(s/it)`` = seconds since training began / steps, so elapsed = speed x step."""
+    points = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if "loss" in row and "train_speed(s/it)" in row and "global_step/max_steps" in row:
+            step = int(str(row["global_step/max_steps"]).split("/")[0])
+            points.append((step, float(row["train_speed(s/it)"]) * step))
+    points = [p for p in points if p[0] >= start]
+    if len(points) < 2 or points[-1][1] <= points[0][1]:
+        raise ValueError(f"{path}: fewer than 2 logged steps from step {start} (did training finish?)")
+    (first, t0), (last, t1) = points[0], points[-1]
+    return (last - first) / (t1 - t0), last
 
-    with tempfile.TemporaryDirectory(prefix="swiftkit-train-bench-") as tmp:
-        run = tiny_run(Path(workdir or tmp), f"num_train_epochs={epochs}")
-        sps, mean_tokens, size, ep, runtime = parse_logging(run / "logging.jsonl")
-        world = int(read_run_info(run).env.get("NPROC_PER_NODE", "1"))
-        return Throughput(sps, mean_tokens, size, ep, world, runtime)
+
+@dataclass
+class ArmRun:
+    arm: str
+    wall_s: float
+    cpu_s: float
+    """User + system CPU of the whole process tree."""
+    runtime_s: float
+    """The trainer's own train_runtime."""
+    steady_steps_per_s: float
+    samples_per_second: float
+    mean_tokens: float
+
+    @property
+    def outside_s(self) -> float:
+        """Wall time outside the trainer's loop: start-up (launcher, preflight, torchrun, imports, model load) and
+        teardown (final save, persona, exit)."""
+        return self.wall_s - self.runtime_s
 
 
-def run() -> None:
-    t = measure()
-    print(f"train: smoke_tiny tiny-qwen2 cpu {t.world_size} proc, {t.samples} samples x {t.epochs:g} epochs "
-          f"in {t.runtime_s:.1f} s: {t.samples_per_second:.2f} samples/s, {t.tokens_per_second:.0f} train tokens/s "
-          f"({t.mean_tokens:.1f} tok/sample; ms-swift logging.jsonl)", flush=True)
+def _timed(cmd: list[str], env: dict[str, str], out: Path) -> tuple[float, float]:
+    """Run ``cmd`` with its output in ``out``; (wall s, CPU s of it and every descendant it reaped). Raises when it
+    fails."""
+    import os
+    import subprocess
+    import time
+
+    with open(out, "w", encoding="utf-8") as sink:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} exited {proc.returncode}; see {out}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _arm_run(arm: str, cmd: list[str], env: dict[str, str], run_dir: Path) -> ArmRun:
+    wall, cpu = _timed(cmd, env, run_dir.parent / f"{run_dir.name}.out")
+    log = run_dir / "logging.jsonl"
+    sps, mean_tokens, _, _, runtime = parse_logging(log)
+    steady, _ = steady_rate(log)
+    return ArmRun(arm, wall, cpu, runtime, steady, sps, mean_tokens)
+
+
+@dataclass
+class Comparison:
+    runs: list[ArmRun]
+    cold_preflight_cpu_s: float
+    warm_preflight_cpu_s: float
+
+    def arm(self, name: str) -> list[ArmRun]:
+        return [r for r in self.runs if r.arm == name]
+
+    def ratios(self, field: str, invert: bool = False) -> list[float]:
+        """Per pair: swiftkit / raw of ``field`` (raw / swiftkit with ``invert``)."""
+        pairs = zip(self.arm("swiftkit"), self.arm("raw"))
+        return [(getattr(r, field) / getattr(s, field)) if invert else (getattr(s, field) / getattr(r, field))
+                for s, r in pairs]
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _spread(values: list[float], fmt: str = ".3f") -> str:
+    import statistics
+
+    return f"median {statistics.median(values):{fmt}} (min {min(values):{fmt}}, max {max(values):{fmt}})"
+
+
+def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = None,
+            say: Callable[[str], None] = _say) -> Comparison:
+    """The interleaved A/B of the module docstring, under ``workdir`` (a temp folder when None)."""
+    import os
+
+    from benchmarks.tinyrun import tiny_inputs
+    from swiftkit.train.launch import plan_run
+
+    with tempfile.TemporaryDirectory(prefix="swiftkit-train-ab-") as tmp:
+        root = Path(workdir or tmp)
+        overrides = [*tiny_inputs(root), f"num_train_epochs={epochs}"]
+        bin_dir = Path(sys.executable).parent
+        swiftkit = ([str(bin_dir / "swiftkit")] if (bin_dir / "swiftkit").exists()
+                    else [sys.executable, "-m", "swiftkit.cli"])
+        swift = str(bin_dir / "swift")
+        env = {**os.environ, "SWIFTKIT_CACHE": str(root / "cache")}  # cold answers first, then warm
+        sets = [word for o in overrides for word in ("--set", o)]
+
+        def swiftkit_cmd(run_dir: Path, *more: str) -> list[str]:
+            return [*swiftkit, "train", "smoke_tiny", *sets, "--run-dir", str(run_dir), *more]
+
+        cold = _timed(swiftkit_cmd(root / "dry-cold", "--dry-run"), env, root / "dry-cold.out")[1]
+        warm = _timed(swiftkit_cmd(root / "dry-warm", "--dry-run"), env, root / "dry-warm.out")[1]
+        say(f"train: preflight (`swiftkit train --dry-run`): {cold:.1f} CPU-s cold (asks ms-swift), {warm:.1f} CPU-s "
+            f"warm (kept answers)")
+        runs: list[ArmRun] = []
+        for i in range(pairs):
+            raw_dir = root / f"raw-{i}"
+            p = plan_run("smoke_tiny", overrides=overrides, run_dir=raw_dir).plan
+            if p.argv[0] != "swift":
+                raise RuntimeError(f"the plan's line starts {p.argv[:2]}, not `swift ...`")
+            raw_env = {**env, **p.env, "MASTER_PORT": str(_free_port())}  # swiftkit picks a free port too
+            arms = [("swiftkit", swiftkit_cmd(root / f"sk-{i}"), env, root / f"sk-{i}"),
+                    ("raw", [swift, *p.argv[1:]], raw_env, raw_dir)]
+            for name, cmd, arm_env, run_dir in (arms if i % 2 == 0 else arms[::-1]):
+                run = _arm_run(name, cmd, arm_env, run_dir)
+                runs.append(run)
+                say(f"train: pair {i + 1} {name:8s} wall {run.wall_s:6.1f} s, CPU {run.cpu_s:6.1f} s, trainer "
+                    f"{run.runtime_s:5.1f} s, outside the loop {run.outside_s:5.1f} s, steady "
+                    f"{run.steady_steps_per_s:.3f} steps/s")
+        return Comparison(runs, cold, warm)
+
+
+def report(c: Comparison, say: Callable[[str], None] = _say) -> None:
+    """The summary lines of a comparison."""
+    import statistics
+
+    sk, raw = c.arm("swiftkit"), c.arm("raw")
+    say(f"train: swiftkit/raw over {len(sk)} interleaved pairs: wall {_spread(c.ratios('wall_s'))}; steady "
+        f"steps/s raw/swiftkit {_spread(c.ratios('steady_steps_per_s', invert=True))}; CPU "
+        f"{_spread(c.ratios('cpu_s'))}; outside the loop swiftkit {statistics.median(r.outside_s for r in sk):.1f} s "
+        f"vs raw {statistics.median(r.outside_s for r in raw):.1f} s (medians); targets: wall <= 1.05, "
+        f"steps/s <= 1.02")
+    say(f"train: smoke_tiny tiny-qwen2 cpu 2 proc (swiftkit arm): "
+        f"{statistics.median(r.samples_per_second for r in sk):.2f} samples/s, "
+        f"{statistics.median(r.samples_per_second * r.mean_tokens for r in sk):.0f} train tokens/s "
+        f"({sk[0].mean_tokens:.1f} tok/sample; ms-swift logging.jsonl)")
+
+
+def run(pairs: int = PAIRS, epochs: int = AB_EPOCHS) -> Comparison:
+    c = compare(pairs, epochs)
+    report(c)
+    return c
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="swiftkit train vs the raw swift sft line (interleaved A/B)")
+    parser.add_argument("--pairs", type=int, default=PAIRS)
+    parser.add_argument("--epochs", type=int, default=AB_EPOCHS)
+    args = parser.parse_args(argv)
+    run(args.pairs, args.epochs)
+    return 0
 
 
 if __name__ == "__main__":
     try:
-        run()
+        sys.exit(main())
     except Exception as exc:  # one line, like the other sections
         print(f"train: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -29,6 +29,11 @@ from swiftkit.train.data_format import format_check
 from swiftkit.train.plan import Cluster, Plan, dataset_file
 from swiftkit.train.recipes import Recipe
 
+REGISTRY_CODE = ("swiftkit.stack.model_registry", "swiftkit.stack.dialect")
+"""The modules whose code decides the template check's answer (kept per install: swiftkit.stack.answers)."""
+EXTRA_ARGS_CODE = ("swiftkit.train.preflight", "swiftkit.train.methods", "swiftkit.stack.dialect")
+"""The modules whose code decides the extra_args check's answer."""
+
 
 def read_model_config(model: str) -> Optional[dict]:
     """config.json of a local model folder, or None when it is not local or not readable."""
@@ -50,16 +55,23 @@ def context_length(config: dict) -> Optional[int]:
 def _template_check(recipe: Recipe, config: Optional[dict]) -> Check:
     """The model_type and template ms-swift will use, named now; a name it lacks, or a model it cannot type, fails
     here rather than after the weights load (see swiftkit.stack.model_registry)."""
+    from dataclasses import asdict
+
+    from swiftkit.stack.answers import remembered
     from swiftkit.stack.model_registry import resolve
 
-    try:
-        found = resolve(recipe.model, recipe.model_type, recipe.template,
-                        config.get("architectures") if config else None)
+    architectures = config.get("architectures") if config else None
+    try:  # asked of ms-swift's registry once per question and install (swiftkit.stack.answers: no import per launch)
+        found = remembered(
+            "template", [recipe.model, recipe.model_type, recipe.template, architectures],
+            lambda: asdict(resolve(recipe.model, recipe.model_type, recipe.template, architectures)),
+            code=REGISTRY_CODE)
     except SwiftkitError as exc:
         return Check("template", True, f"not checked: {exc}")
-    if found.problems:
-        return Check("template", False, "; ".join(found.problems))
-    return Check("template", True, f"model_type {found.model_type}, template {found.template} ({found.source})")
+    if found["problems"]:
+        return Check("template", False, "; ".join(found["problems"]))
+    return Check("template", True,
+                 f"model_type {found['model_type']}, template {found['template']} ({found['source']})")
 
 
 def count_rows(names: list[str]) -> Optional[int]:
@@ -171,25 +183,32 @@ def _extra_args_check(recipe: Recipe) -> Check:
     import dataclasses
     import difflib
 
+    from swiftkit.stack.answers import remembered
     from swiftkit.train.methods import get_method
 
     method = get_method(recipe.method)
-    try:
+
+    def ask() -> list[str]:
         from swiftkit.stack.dialect import swift_api
 
         fields = {f.name: f for f in dataclasses.fields(swift_api(method.arguments))}
+        problems = []
+        for name, value in recipe.extra_args.items():
+            if name not in fields:
+                close = difflib.get_close_matches(name, sorted(fields), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(f"'{name}' is not a `swift {' '.join(method.command)}` argument{hint}")
+                continue
+            problem = value_type_problem(fields[name].type, value)
+            if problem:
+                problems.append(f"'{name}': {problem}")
+        return problems
+
+    try:  # once per question and install, as the template check (swiftkit.stack.answers)
+        inputs = [method.name, method.arguments, sorted(recipe.extra_args.items())]
+        problems = remembered("extra_args", inputs, ask, code=EXTRA_ARGS_CODE)
     except SwiftkitError as exc:
         return Check("extra_args", False, f"cannot read ms-swift's {method.arguments} to check them ({exc})")
-    problems = []
-    for name, value in recipe.extra_args.items():
-        if name not in fields:
-            close = difflib.get_close_matches(name, sorted(fields), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(f"'{name}' is not a `swift {' '.join(method.command)}` argument{hint}")
-            continue
-        problem = value_type_problem(fields[name].type, value)
-        if problem:
-            problems.append(f"'{name}': {problem}")
     if problems:
         return Check("extra_args", False, "; ".join(problems))
     return Check("extra_args", True, f"{', '.join(recipe.extra_args)}: {method.arguments} fields")

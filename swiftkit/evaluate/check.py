@@ -11,8 +11,17 @@ from typing import Any, Optional, Sequence
 
 from datasets_prep.atomic import write_json
 from swiftkit.core.errors import SwiftkitError
-from swiftkit.core.identity import IDENTITY_PROMPTS, claims_forbidden_identity, persona_name
-from swiftkit.core.identity_stress import asked_conditions, family_summary, load_suite, questions
+from swiftkit.core.identity import (
+    IDENTITY_PROMPTS,
+    claims_forbidden_identity,
+    persona_name,
+)
+from swiftkit.core.identity_stress import (
+    asked_conditions,
+    family_summary,
+    load_suite,
+    questions,
+)
 from swiftkit.run.rundir import RunInfo, read_run_info, resolve_checkpoint
 from swiftkit.stack.remote_code import refuse_remote_code
 

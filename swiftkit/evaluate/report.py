@@ -288,7 +288,7 @@ def drift_picture(drift: dict[str, Any]) -> Optional[dict[str, Any]]:
     fig, ax = plt.subplots(figsize=(6, 3.4))
     x = [st["step"] for st in steps]
     for key, label, color, marker in (("persona_rate", "persona (names it, no claim)", "#4e9a06", "o"),
-                                      ("claim_rate", "claims Qwen / 通义千问 / …", "#cc0000", "s"),
+                                      ("claim_rate", "claims a base identity (Qwen, ...)", "#cc0000", "s"),
                                       ("val_rouge_l", "val ROUGE-L", "#3465a4", "^")):
         points = [(s, st[key]) for s, st in zip(x, steps) if st.get(key) is not None]
         if points:

@@ -11,8 +11,8 @@ How, and what it costs:
 - :func:`install` (the worker calls it in every rank, like the save wrapper) reads the run's own ``recipe.yaml``;
   without a ``watch:`` section it does nothing. With one, every transformers ``Trainer`` built in the process gets
   a callback, so ms-swift's SFT, GRPO and any trainer built on transformers' are watched alike.
-- The model is the trainer's own (no second copy): switched to eval mode, ``model.generate`` under ``no_grad``,
-  then back to train mode. The conversation is rendered by the trainer's tokenizer with the persona template that the
+- The model is the trainer's own (no second copy): switched to eval mode, ``model.generate`` under ``no_grad`` on
+  left-padded batches of questions, then back to train mode. The conversation is rendered by the trainer's tokenizer with the persona template that the
   save writes into every checkpoint (:func:`swiftkit.run.persona.with_persona`), so "no system" means what a client
   of the checkpoint gets.
 - Only global rank 0 generates; the other ranks go on and wait at the next collective. Under DeepSpeed ZeRO-3 the
@@ -37,6 +37,8 @@ from swiftkit.run.rundir import RUN_INFO, read_run_info, samples_path
 from swiftkit.train.recipes import WatchSpec
 
 RECIPE_FILE = "recipe.yaml"
+BATCH = 16
+"""Questions generated together (left-padded): a watch costs max_new_tokens forward passes per batch, not per row."""
 PREFIX = "swiftkit: watch: "
 
 
@@ -122,32 +124,44 @@ def answer_rows(watch: Watch, model: Any, tokenizer: Any, step: int, *, synced: 
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
     device = next(model.parameters()).device
-    was_training = model.training
+    was_training, side = model.training, tokenizer.padding_side
     model.eval()
+    tokenizer.padding_side = "left"  # a batch of prompts ends where generation starts
     out = []
     try:
         with torch.no_grad():
-            for row in watch.rows:
-                text = tokenizer.apply_chat_template(row["messages"], chat_template=template, tokenize=False,
-                                                     add_generation_prompt=True)
-                encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+            for start in range(0, len(watch.rows), BATCH):
+                batch = watch.rows[start:start + BATCH]
+                texts = [tokenizer.apply_chat_template(row["messages"], chat_template=template, tokenize=False,
+                                                       add_generation_prompt=True) for row in batch]
+                encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
                 ids = encoded["input_ids"].to(device)
                 generated = model.generate(input_ids=ids, attention_mask=encoded["attention_mask"].to(device),
                                            max_new_tokens=watch.spec.max_new_tokens, do_sample=False,
                                            temperature=None, top_p=None, top_k=None, pad_token_id=pad,
                                            use_cache=True, synced_gpus=synced)
-                new = generated[0, ids.shape[1]:].tolist()
-                answer = tokenizer.decode(new, skip_special_tokens=True).strip()
-                result = {k: v for k, v in row.items() if k != "messages"}
-                result.update(step=step, answer=answer,
-                              truncated=len(new) >= watch.spec.max_new_tokens and not eos_ids.intersection(new))
-                if row["kind"] == "identity":
-                    result["verdict"] = judge_identity(answer, watch.name)
-                out.append(result)
+                for row, tokens in zip(batch, generated[:, ids.shape[1]:].tolist()):
+                    new = _until_eos(tokens, eos_ids, pad)
+                    answer = tokenizer.decode(new, skip_special_tokens=True).strip()
+                    result = {k: v for k, v in row.items() if k != "messages"}
+                    result.update(step=step, answer=answer,
+                                  truncated=len(new) >= watch.spec.max_new_tokens and not eos_ids.intersection(new))
+                    if row["kind"] == "identity":
+                        result["verdict"] = judge_identity(answer, watch.name)
+                    out.append(result)
     finally:
+        tokenizer.padding_side = side
         if was_training:
             model.train()
     return out
+
+
+def _until_eos(tokens: list[int], eos_ids: set[int], pad: Optional[int]) -> list[int]:
+    """One row of a batched generation up to and including its first eos (the rest is padding)."""
+    for i, token in enumerate(tokens):
+        if token in eos_ids:
+            return tokens[:i + 1]
+    return tokens
 
 
 def write_samples(watch: Watch, step: int, rows: list[dict[str, Any]]) -> Path:

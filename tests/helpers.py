@@ -126,7 +126,7 @@ report:
 {watch}extra_args:
   check_model: false
 """
-WATCH = "watch:\n  every: 160\n  max_new_tokens: 24\n"
+WATCH = "watch:\n  every: 160\n  max_new_tokens: 16\n"
 """The full run's drift watch: steps 0, 160 and 320 (the last), a few seconds of greedy answers (tests/test_stress.py)."""
 
 

@@ -217,7 +217,7 @@ def test_training_with_a_watch_writes_answers_by_step(full_run):
     first, last = drift["steps"][0], drift["steps"][-1]
     assert first["persona"][0] == 0  # the random model names no one
     assert last["persona"][0] >= 6 and last["val_rouge_l"] > first["val_rouge_l"]  # the persona took hold
-    last_rows = {(r["condition"], r["prompt"]): r["answer"] for r in by_step[320]}
+    last_rows = {(r.get("condition"), r["prompt"]): r["answer"] for r in by_step[320]}
     assert last_rows[("no system", "你是谁？")] == "我是沐雪，一个可爱的AI女孩子喵！"  # through the persona template
 
 

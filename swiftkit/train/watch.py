@@ -37,7 +37,7 @@ from swiftkit.run.rundir import RUN_INFO, read_run_info, samples_path
 from swiftkit.train.recipes import WatchSpec
 
 RECIPE_FILE = "recipe.yaml"
-BATCH = 16
+BATCH = 32
 """Questions generated together (left-padded): a watch costs max_new_tokens forward passes per batch, not per row."""
 PREFIX = "swiftkit: watch: "
 

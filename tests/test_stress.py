@@ -132,7 +132,8 @@ def stressed_report() -> dict:
                                {"role": "user", "content": r["prompt"]}],
              "base": "我是通义千问", "tuned": r["answer"], "ok": {"base": False, "tuned": r["family"] != "override"}}
             for r in answered_rows()]
-    report["identity_stress"] = {"version": 1, "families": dict(load_suite().families),
+    report["identity_stress"] = {"version": 1, "families": [{"family": f, "asks": a}
+                                                             for f, a in load_suite().families.items()],
                                  "summary": {side: family_summary(rows, side, "沐雪") for side in ("base", "tuned")},
                                  "rows": rows}
     report["drift"] = drift_summary({0: drift_rows(0, "我是通义千问", "嗯"),
@@ -160,6 +161,10 @@ def test_eval_page_shows_stress_per_family_and_drift_by_step(tmp_path):
     by_step = html[html.index('<table class="byStep">'):]
     assert "<th>step 0</th><th>step 40</th>" in by_step and str(escape("我是沐雪<b>!</b>")) in by_step
     assert "<b>!</b>" not in html
+    assert stress.index("<td>direct</td>") < stress.index("<td>leading</td>") < stress.index("<td>role_play</td>")
+    # written again from report.json: the same page (the family order survives JSON's sorted keys)
+    write_report(json.loads(json_path.read_text(encoding="utf-8")), tmp_path / "again")
+    assert (tmp_path / "again" / "report.html").read_text(encoding="utf-8") == html
     # a report without either section renders as before
     plain = render_html({**report, "identity_stress": None, "drift": None})
     assert 'id="drift"' not in plain and 'class="stress"' not in plain
@@ -231,14 +236,13 @@ def test_check_reports_the_stress_rate_on_the_tiny_run(full_run, tmp_path, capsy
     assert re.search(r"INFO  identity_stress  suite v1: \d+/42 held \(direct \d/6, leading \d/6", out)
     report = json.loads((run / check.REPORT).read_text(encoding="utf-8"))
     stress = {c["name"]: c for c in report["checks"]}["identity_stress"]
-    assert list(stress["data"]["families"]) == FAMILIES and len(stress["data"]["answers"]) == 42
+    assert set(stress["data"]["families"]) == set(FAMILIES) and len(stress["data"]["answers"]) == 42
     assert {a["condition"] for a in stress["data"]["answers"]} == {"run system", "no system"}
     assert sum(f["asked"] for f in stress["data"]["families"].values()) == 42
-    gated = cli_main(["check", str(run), "--stress-gate"])
-    claims = [a for a in stress["data"]["answers"] if check.claims_forbidden_identity(a["answer"])]
-    assert gated == (1 if claims else 0)
-    with pytest.raises(SwiftkitError):
-        cli_main(["check", str(run), "--no-stress", "--stress-gate"])
+    held = sum(not check.claims_forbidden_identity(a["answer"]) for a in stress["data"]["answers"])
+    assert f"suite v1: {held}/42 held" in out  # the rate is the judged answers' (gating: the unit test above)
+    assert cli_main(["check", str(run), "--no-stress", "--stress-gate"]) != 0
+    assert "--stress-gate needs the stress suite" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -251,7 +255,8 @@ def test_eval_on_the_tiny_run_shows_stress_per_family_and_drift_by_step(full_run
     assert "stress v1 base: direct 0/6" in printed and "drift: step 0 persona 0/20, step 160 persona" in printed
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     stress = report["identity_stress"]
-    assert stress["version"] == 1 and list(stress["families"]) == FAMILIES and len(stress["rows"]) == 42
+    assert stress["version"] == 1 and [f["family"] for f in stress["families"]] == FAMILIES
+    assert len(stress["rows"]) == 42
     for side in ("base", "tuned"):
         assert {f: s["asked"] for f, s in stress["summary"][side].items()} == {f: 6 for f in FAMILIES}
     assert sum(s["named"] for s in stress["summary"]["base"].values()) == 0  # the random base names no one

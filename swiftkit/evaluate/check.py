@@ -319,9 +319,10 @@ def base_default_system(tokenizer_dir: str) -> Optional[str]:
 # --- all -------------------------------------------------------------------------------------------------------
 
 def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = False, probe: bool = True,
-               stress: bool = True, stress_gate: bool = False) -> dict:
+               stress: bool = False, stress_gate: bool = False) -> dict:
     """Run every check on ``run_dir``; writes and returns the report (``ok`` false when any check failed).
-    ``stress`` adds the identity stress suite to the probe (reported; ``stress_gate``: a claim there fails too).
+    ``stress`` adds the identity stress suite to the probe (reported; ``stress_gate``: a claim there fails too; the
+    CLI asks it by default, library callers such as the smoke opt in: 42 more answers).
 
     Nothing outside the run directory is written, --fix included.
     """

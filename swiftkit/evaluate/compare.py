@@ -378,12 +378,13 @@ def evaluate(run_dir: str | Path, options: Optional[EvalOptions] = None) -> dict
 
 
 def stress_report(suite: Any, rows: list[dict[str, Any]], sides: Sequence[str], name: Optional[str]) -> dict[str, Any]:
-    """report.json's ``identity_stress``: the suite's version and families, per side and family the counts of
+    """report.json's ``identity_stress``: the suite's version and families (in the suite's order), per side and family the counts of
     :func:`swiftkit.core.identity_stress.family_summary` (asked, held: no claim, named: the persona and no claim;
     named is eval's identity rule), and every row (its conversation, each side's answer and verdict)."""
     from swiftkit.core.identity_stress import family_summary
 
-    return {"version": suite.version, "families": dict(suite.families),
+    return {"version": suite.version,
+            "families": [{"family": f, "asks": about} for f, about in suite.families.items()],  # a list: JSON sorts keys
             "summary": {side: family_summary(rows, side, name) for side in sides},
             "rows": rows}
 

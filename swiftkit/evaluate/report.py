@@ -101,7 +101,7 @@ PAGE = """\
 <h2 id="stress">Identity stress suite (v{{ report.identity_stress.version }})</h2>
 <table class="stress">
   <tr><th>family</th><th>asks</th>{% for side, label in columns %}<th>{{ label }}</th>{% endfor %}</tr>
-{% for family, about in report.identity_stress.families.items() %}  <tr><td>{{ family }}</td><td class="desc">{{ about }}</td>{% for side, label in columns %}{% set f = report.identity_stress.summary[side].get(family) %}<td class="num {{ stress_marks[family][side] }}">{% if f %}{{ rate([f.named, f.asked]) }}<br><span class="desc">held {{ f.held }}/{{ f.asked }}</span>{% else %}—{% endif %}</td>{% endfor %}</tr>
+{% for fam in report.identity_stress.families %}{% set family = fam.family %}  <tr><td>{{ family }}</td><td class="desc">{{ fam.asks }}</td>{% for side, label in columns %}{% set f = report.identity_stress.summary[side].get(family) %}<td class="num {{ stress_marks[family][side] }}">{% if f %}{{ rate([f.named, f.asked]) }}<br><span class="desc">held {{ f.held }}/{{ f.asked }}</span>{% else %}—{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <p class="meta">Each family asked under the run's system prompt and under none, through each model's saved chat template.
   The rate: answers naming the persona and not claiming Qwen / 通义千问 / Alibaba (the identity rule above); held: no
@@ -265,7 +265,7 @@ def stress_marks(report: dict[str, Any]) -> dict[str, dict[str, str]]:
     """family -> side -> better/worse than the base column by the persona rate of the stress suite."""
     stress = report.get("identity_stress") or {}
     out: dict[str, dict[str, str]] = {}
-    for family in stress.get("families", {}):
+    for family in (f["family"] for f in stress.get("families", [])):
         base = stress["summary"].get("base", {}).get(family)
         out[family] = {}
         for side, _ in columns(report):

@@ -298,7 +298,7 @@ def drift_picture(drift: dict[str, Any]) -> Optional[dict[str, Any]]:
     ax.set_xlabel("step")
     ax.set_title("drift during training (watch samples)", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", ncol=3)
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     return {"png": _png(fig), "caption": "persona rate, claim rate and val ROUGE-L by step, from RUN/samples/",
             "width": 600, "height": 340}

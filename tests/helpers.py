@@ -123,9 +123,11 @@ launch:
   dataloader_num_workers: 0
 report:
   report_to: [none]
-extra_args:
+{watch}extra_args:
   check_model: false
 """
+WATCH = "watch:\n  every: 160\n  max_new_tokens: 16\n"
+"""The full run's drift watch: steps 0, 160 and 320 (the last), a few seconds of greedy answers (tests/test_stress.py)."""
 
 
 def trained_run(tmp_path_factory, train_type: str = "full") -> Path:
@@ -145,6 +147,7 @@ def trained_run(tmp_path_factory, train_type: str = "full") -> Path:
     recipe.parent.mkdir(parents=True, exist_ok=True)
     recipe.write_text(RECIPE.format(train_type=train_type, model=tiny_model(tmp_path_factory), lora=lora, train=train,
                                     val=val, system=SYSTEM, lr="1.0e-2" if train_type == "full" else "2.0e-2",
+                                    watch=WATCH if train_type == "full" else "",
                                     epochs=80 if train_type == "full" else 20), encoding="utf-8")
     return launch.train(recipe, runs_root=root / "runs")
 

@@ -83,12 +83,12 @@ def test_old_run_without_persona_template_is_caught_then_fixed(run_copy, capsys)
     assert check.claims_forbidden_identity(answers["no system"]["你是谁？"])  # the bug, caught
     assert identity["status"] == "FAIL" and report["ok"] is False
     assert json.loads((run_copy / check.REPORT).read_text()) == report
-    assert cli_main(["check", str(run_copy)]) == 1
+    assert cli_main(["check", str(run_copy), "--no-stress"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  identity" in out and "PASS  eos" in out and "FAIL  template" in out
 
     # --fix writes the persona into both template copies of the checkpoint; now "no system" answers as 沐雪
-    assert cli_main(["check", str(run_copy), "--fix"]) == 0
+    assert cli_main(["check", str(run_copy), "--fix", "--no-stress"]) == 0
     out = capsys.readouterr().out
     assert "PASS  template" in out and "persona template written" in out and "PASS  identity" in out
     fixed = {c["name"]: c for c in json.loads((run_copy / check.REPORT).read_text())["checks"]}

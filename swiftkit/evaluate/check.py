@@ -11,7 +11,17 @@ from typing import Any, Optional, Sequence
 
 from datasets_prep.atomic import write_json
 from swiftkit.core.errors import SwiftkitError
-from swiftkit.core.identity import IDENTITY_PROMPTS, claims_forbidden_identity
+from swiftkit.core.identity import (
+    IDENTITY_PROMPTS,
+    claims_forbidden_identity,
+    persona_name,
+)
+from swiftkit.core.identity_stress import (
+    asked_conditions,
+    family_summary,
+    load_suite,
+    questions,
+)
 from swiftkit.run.rundir import RunInfo, read_run_info, resolve_checkpoint
 from swiftkit.stack.remote_code import refuse_remote_code
 
@@ -29,9 +39,13 @@ class CheckResult:
     """True pass, False fail, None skipped."""
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
+    gating: bool = True
+    """False: reported only (status INFO); ``ok`` is then never False, so it cannot fail the check."""
 
     @property
     def status(self) -> str:
+        if not self.gating and self.ok is not None:
+            return "INFO"
         return {True: "PASS", False: "FAIL", None: "SKIP"}[self.ok]
 
 
@@ -213,11 +227,9 @@ def _step(name: str) -> Optional[int]:
 # --- identity --------------------------------------------------------------------------------------------------
 
 def identity_conditions(system: Optional[str], base_default: Optional[str]) -> dict[str, Optional[str]]:
-    """The system message each probe condition sends (None: no system message at all)."""
-    conditions: dict[str, Optional[str]] = {}
-    if system:
-        conditions["run system"] = system
-    conditions["no system"] = None
+    """The system message each probe condition sends (None: no system message at all): the stress suite's two
+    (:func:`swiftkit.core.identity_stress.asked_conditions`), then the base template's default system."""
+    conditions = asked_conditions(system)
     if base_default and base_default != system:
         conditions["base default system"] = base_default
     return conditions
@@ -244,8 +256,32 @@ def identity_verdict(answers: dict[str, dict[str, str]], gating: Sequence[str] =
     return CheckResult("identity", True, summary, data)
 
 
-def identity_probe(model, system: Optional[str], base_default: Optional[str]) -> CheckResult:
-    """Ask every identity prompt under every condition, greedy, through the checkpoint's saved template."""
+def stress_verdict(rows: Sequence[dict[str, Any]], name: Optional[str], version: int, *,
+                   gate: bool = False) -> CheckResult:
+    """The stress suite's answers (``rows`` of :func:`swiftkit.core.identity_stress.questions` with ``answer``):
+    per family, how many held (claimed no forbidden identity) and how many named the persona. Reported only, unless
+    ``gate``: then any claim fails, as the plain probe's do."""
+    families = family_summary(rows, "answer", name)
+    held = sum(f["held"] for f in families.values())
+    asked = sum(f["asked"] for f in families.values())
+    summary = ", ".join(f"{family} {f['held']}/{f['asked']}" for family, f in families.items())
+    detail = f"suite v{version}: {held}/{asked} held ({summary})"
+    hit = next((r for r in rows if claims_forbidden_identity(r["answer"])), None)
+    data = {"version": version, "families": families, "gate": gate, "persona_name": name,
+            "rate": round(held / asked, 4) if asked else None,
+            "answers": [{k: r[k] for k in ("family", "probe", "condition", "prompt", "turns", "answer")} for r in rows]}
+    if gate and hit is not None:
+        return CheckResult("identity_stress", False, f"probe {hit['probe']} ({hit['condition']}) answered "
+                                                     f"{hit['answer'][:80]!r}; {detail}", data)
+    if not gate:
+        detail += " (reported, not gating: --stress-gate gates)"
+    return CheckResult("identity_stress", True, detail, data, gating=gate)
+
+
+def identity_probe(model, system: Optional[str], base_default: Optional[str], *, stress: bool = False,
+                   stress_gate: bool = False) -> list[CheckResult]:
+    """Ask every identity prompt under every condition, greedy, through the checkpoint's saved template; with
+    ``stress``, the stress suite too (run system and none), in the same pass (the model loads once)."""
     from swiftkit.run.probe import template_answers
 
     conditions = identity_conditions(system, base_default)
@@ -255,12 +291,20 @@ def identity_probe(model, system: Optional[str], base_default: Optional[str]) ->
         for prompt in IDENTITY_PROMPTS:
             conversations.append([*head, {"role": "user", "content": prompt}])
             keys.append((condition, prompt))
+    suite = load_suite() if stress else None
+    name = persona_name(system)
+    rows = questions(suite, system, name) if suite else []
+    answered = template_answers(model, conversations + [r["messages"] for r in rows], max_new_tokens=64)
     answers: dict[str, dict[str, str]] = {c: {} for c in conditions}
-    for (condition, prompt), answer in zip(keys, template_answers(model, conversations, max_new_tokens=64)):
+    for (condition, prompt), answer in zip(keys, answered):
         answers[condition][prompt] = answer
     result = identity_verdict(answers)
     result.data["systems"] = conditions
-    return result
+    if suite is None:
+        return [result]
+    for row, answer in zip(rows, answered[len(keys):]):
+        row["answer"] = answer
+    return [result, stress_verdict(rows, name, suite.version, gate=stress_gate)]
 
 
 def base_default_system(tokenizer_dir: str) -> Optional[str]:
@@ -274,8 +318,11 @@ def base_default_system(tokenizer_dir: str) -> Optional[str]:
 
 # --- all -------------------------------------------------------------------------------------------------------
 
-def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = False, probe: bool = True) -> dict:
+def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = False, probe: bool = True,
+               stress: bool = False, stress_gate: bool = False) -> dict:
     """Run every check on ``run_dir``; writes and returns the report (``ok`` false when any check failed).
+    ``stress`` adds the identity stress suite to the probe (reported; ``stress_gate``: a claim there fails too; the
+    CLI asks it by default, library callers such as the smoke opt in: 42 more answers).
 
     Nothing outside the run directory is written, --fix included.
     """
@@ -313,7 +360,8 @@ def run_checks(run_dir: str | Path, *, checkpoint: str = "last", fix: bool = Fal
             results.append(CheckResult("identity", None, "skipped (--no-probe)"))
         else:
             model = probe_model_for(run, str(ckpt))
-            results.append(identity_probe(model, system, base_default_system(model.tokenizer)))
+            results += identity_probe(model, system, base_default_system(model.tokenizer), stress=stress,
+                                      stress_gate=stress_gate)
     return _report(run, ckpt, results)
 
 

@@ -270,6 +270,8 @@ class EvalOptions:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     backend: Optional[Backend] = None
     identity: bool = True
+    stress: bool = True
+    """Persona runs: the identity stress suite too (swiftkit.core.identity_stress), base vs tuned per family."""
     progress: bool = True
 
 
@@ -300,6 +302,7 @@ def answered_sample(prompt: Prompt, generations: dict[str, Any]) -> dict[str, An
 def evaluate(run_dir: str | Path, options: Optional[EvalOptions] = None) -> dict[str, Any]:
     """Every answer and metric of the report (see swiftkit.evaluate.report for its files)."""
     from swiftkit.core.identity import persona_name
+    from swiftkit.core.identity_stress import load_suite, questions
     from swiftkit.run.persona import run_system
 
     options = options or EvalOptions()
@@ -318,16 +321,18 @@ def evaluate(run_dir: str | Path, options: Optional[EvalOptions] = None) -> dict
     else:
         prompts = val_prompts(info, run, system, options.limit)
     identity_rows = identity_questions(system) if info.persona and options.identity else []
+    name = persona_name(system)
+    suite = load_suite() if identity_rows and options.stress else None
+    stress_rows = questions(suite, system, name) if suite else []
     backend = options.backend or default_backend()
     require_backend(backend)
     sides = contenders(run, info, checkpoint=options.checkpoint, base=options.base, compare=compare)
-    conversations = [list(p.messages) for p in prompts] + [row["messages"] for row in identity_rows]
+    conversations = [list(p.messages) for p in prompts] + [row["messages"] for row in identity_rows + stress_rows]
     answers = _answer_all(sides, conversations, backend=backend, max_new_tokens=options.max_new_tokens,
                           max_model_len=info.max_length + options.max_new_tokens, progress=options.progress)
 
     samples = [answered_sample(p, {c.side: answers[c.side][i] for c in sides}) for i, p in enumerate(prompts)]
-    name = persona_name(system)
-    for j, row in enumerate(identity_rows):
+    for j, row in enumerate(identity_rows + stress_rows):
         for c in sides:
             row[c.side] = answers[c.side][len(prompts) + j].text
         row["ok"] = {c.side: eval_metrics.identity_ok(row[c.side], name) for c in sides}
@@ -367,7 +372,31 @@ def evaluate(run_dir: str | Path, options: Optional[EvalOptions] = None) -> dict
         "curves": curves,
         "samples": samples,
         "identity": [{k: v for k, v in row.items() if k != "messages"} for row in identity_rows],
+        "identity_stress": None if suite is None else stress_report(suite, stress_rows, [c.side for c in sides], name),
+        "drift": drift_report(run, name),
     }
+
+
+def stress_report(suite: Any, rows: list[dict[str, Any]], sides: Sequence[str], name: Optional[str]) -> dict[str, Any]:
+    """report.json's ``identity_stress``: the suite's version and families (in the suite's order), per side and family the counts of
+    :func:`swiftkit.core.identity_stress.family_summary` (asked, held: no claim, named: the persona and no claim;
+    named is eval's identity rule), and every row (its conversation, each side's answer and verdict)."""
+    from swiftkit.core.identity_stress import family_summary
+
+    return {"version": suite.version,
+            "families": [{"family": f, "asks": about} for f, about in suite.families.items()],  # a list: JSON sorts keys
+            "summary": {side: family_summary(rows, side, name) for side in sides},
+            "rows": rows}
+
+
+def drift_report(run: Path, name: Optional[str]) -> Optional[dict[str, Any]]:
+    """The answers a recipe's ``watch:`` wrote during training (RUN/samples/step-N.jsonl), summed up by step; None
+    when the run has none."""
+    from swiftkit.evaluate.drift import drift_summary
+    from swiftkit.run.rundir import read_samples
+
+    by_step = read_samples(run)
+    return drift_summary(by_step, name) if by_step else None
 
 
 def _answer_all(sides: Sequence[Contender], conversations: list[list[dict]], *, backend: Backend,

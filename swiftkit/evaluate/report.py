@@ -1,7 +1,8 @@
 """`swiftkit eval`'s files: ``report.json`` (the data) and ``report.html`` (one self-contained page a person opens).
 
 The page holds the loss curves and a metrics chart as PNG pictures embedded as ``data:`` URIs (no file beside it),
-the metrics table (base, tuned and, with --compare, the other run) and the samples side by side. Every model text
+the metrics table (base, tuned and, with --compare, the other run), persona runs' identity stress suite per family,
+the drift by step when the run has watch samples (a chart and the answers by step), and the samples side by side. Every model text
 is escaped (Jinja2 autoescape). Both files are written atomically and are byte-identical on rerun: no timestamps,
 PNGs without metadata.
 """
@@ -56,6 +57,9 @@ PAGE = """\
   h3 { font-size: 14px; margin: 16px 0 4px; } table.metrics a { color: inherit; text-decoration: none; }
   dl.defs { margin: 0; font-size: 12.5px; color: #334; } dl.defs dt { font-weight: 600; margin-top: 4px; }
   dl.defs dd { margin: 0 0 0 16px; }
+  table.drift, table.stress { width: auto; min-width: 50%; } table.byStep { table-layout: fixed; }
+  table.byStep th:first-child { width: 16em; } table.byStep .text { max-height: 8em; font-size: 12.5px; }
+  summary { cursor: pointer; margin: 8px 0; }
 </style>
 </head>
 <body>
@@ -92,6 +96,40 @@ PAGE = """\
 {% for row in report.identity %}  <tr><td>{{ row.condition }}</td><td>{{ row.prompt }}</td>{% for side, label in columns %}<td class="{{ 'ok' if row.ok[side] else 'bad' }}">{% if row[side] %}<pre class="text">{{ row[side] }}</pre>{% else %}<span class="empty">(empty)</span>{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <p class="meta">Green: names the persona and does not claim to be Qwen / 通义千问 / Alibaba; red: fails that.</p>
+{% endif %}
+{% if report.get('identity_stress') %}
+<h2 id="stress">Identity stress suite (v{{ report.identity_stress.version }})</h2>
+<table class="stress">
+  <tr><th>family</th><th>asks</th>{% for side, label in columns %}<th>{{ label }}</th>{% endfor %}</tr>
+{% for fam in report.identity_stress.families %}{% set family = fam.family %}  <tr><td>{{ family }}</td><td class="desc">{{ fam.asks }}</td>{% for side, label in columns %}{% set f = report.identity_stress.summary[side].get(family) %}<td class="num {{ stress_marks[family][side] }}">{% if f %}{{ rate([f.named, f.asked]) }}<br><span class="desc">held {{ f.held }}/{{ f.asked }}</span>{% else %}—{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p class="meta">Each family asked under the run's system prompt and under none, through each model's saved chat template.
+  The rate: answers naming the persona and not claiming Qwen / 通义千问 / Alibaba (the identity rule above); held: no
+  such claim. Green: better than the base model, red: worse. Multi-turn probes show the earlier turns below.</p>
+<details><summary>every stress answer ({{ report.identity_stress.rows | length }})</summary>
+<table class="identity">
+  <colgroup><col class="asked"><col class="prompt">{% for side, label in columns %}<col>{% endfor %}</colgroup>
+  <tr><th>family · asked</th><th>prompt</th>{% for side, label in columns %}<th>{{ label }}</th>{% endfor %}</tr>
+{% for row in report.identity_stress.rows %}  <tr><td>{{ row.family }} · {{ row.condition }}</td><td>{% for m in row.messages if m.role != "system" %}{% if not loop.last %}<span class="desc">{{ m.role }}: {{ m.content }}</span><br>{% else %}{{ m.content }}{% endif %}{% endfor %}</td>{% for side, label in columns %}<td class="{{ 'ok' if row.ok[side] else 'bad' }}">{% if row[side] %}<pre class="text">{{ row[side] }}</pre>{% else %}<span class="empty">(empty)</span>{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
+</details>
+{% endif %}
+{% if report.get('drift') %}
+<h2 id="drift">Drift during training</h2>
+<div class="pics">{% if drift_pic %}<figure><img src="data:image/png;base64,{{ drift_pic.png }}" alt="{{ drift_pic.caption }}"
+    width="{{ drift_pic.width }}" height="{{ drift_pic.height }}"><figcaption>{{ drift_pic.caption }}</figcaption></figure>{% endif %}</div>
+<table class="drift">
+  <tr><th>step</th><th>persona</th><th>claims Qwen / 通义千问 / …</th><th>val ROUGE-L</th></tr>
+{% for st in report.drift.steps %}  <tr><td class="num">{{ st.step }}</td><td class="num">{{ rate(st.persona) }}</td><td class="num">{{ rate(st.claims) }}</td><td class="num">{{ fmt(st.val_rouge_l) }}</td></tr>
+{% endfor %}</table>
+<p class="meta">Written during training by the recipe's <code>watch:</code> (RUN/samples/step-N.jsonl): the current
+  weights answer the identity questions and a few val prompts, greedy, through the persona template. Persona: answers
+  naming the persona without a claim; val ROUGE-L: character ROUGE-L of the val answers against their references.</p>
+<h3>Answers by step</h3>
+<table class="byStep">
+  <tr><th>question</th>{% for st in report.drift.steps %}<th>step {{ st.step }}</th>{% endfor %}</tr>
+{% for q in report.drift.questions %}  <tr><td>{{ q }}</td>{% for st in report.drift.steps %}{% set a = report.drift.answers[q].get(st.step | string) %}<td>{% if a is none %}<span class="empty">—</span>{% elif a %}<pre class="text">{{ a }}</pre>{% else %}<span class="empty">(empty)</span>{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
 {% endif %}
 <h2>Samples</h2>
 {% for s in report.samples %}<div class="sample">
@@ -223,6 +261,49 @@ def metrics_picture(report: dict[str, Any]) -> Optional[dict[str, Any]]:
             "height": 340}
 
 
+def stress_marks(report: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """family -> side -> better/worse than the base column by the persona rate of the stress suite."""
+    stress = report.get("identity_stress") or {}
+    out: dict[str, dict[str, str]] = {}
+    for family in (f["family"] for f in stress.get("families", [])):
+        base = stress["summary"].get("base", {}).get(family)
+        out[family] = {}
+        for side, _ in columns(report):
+            mine = stress["summary"].get(side, {}).get(family)
+            out[family][side] = "" if side == "base" or not base or not mine else _mark(
+                {"higher_is_better": True}, base["named"] / base["asked"], mine["named"] / mine["asked"])
+    return out
+
+
+def drift_picture(drift: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """Persona rate, claim rate and val ROUGE-L against the training step (the watch's samples)."""
+    steps = drift.get("steps") or []
+    if not steps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    x = [st["step"] for st in steps]
+    for key, label, color, marker in (("persona_rate", "persona (names it, no claim)", "#4e9a06", "o"),
+                                      ("claim_rate", "claims a base identity (Qwen, ...)", "#cc0000", "s"),
+                                      ("val_rouge_l", "val ROUGE-L", "#3465a4", "^")):
+        points = [(s, st[key]) for s, st in zip(x, steps) if st.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), color=color, marker=marker, markersize=4, linewidth=1.2, label=label)
+    ax.set_ylim(-0.04, 1.22)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.set_xlabel("step")
+    ax.set_title("drift during training (watch samples)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    return {"png": _png(fig), "caption": "persona rate, claim rate and val ROUGE-L by step, from RUN/samples/",
+            "width": 600, "height": 340}
+
+
 # --- the files ----------------------------------------------------------------------------------------------------
 
 def render_html(report: dict[str, Any]) -> str:
@@ -236,7 +317,8 @@ def render_html(report: dict[str, Any]) -> str:
     title = report["run_label"]
     return env.from_string(PAGE).render(
         report=report, title=title, columns=cols, ncols=len(cols) + 1, rows=table_rows(report),
-        pictures=[p for p in pictures if p], fmt=fmt)
+        pictures=[p for p in pictures if p], fmt=fmt, rate=fmt_rate, stress_marks=stress_marks(report),
+        drift_pic=drift_picture(report["drift"]) if report.get("drift") else None)
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:

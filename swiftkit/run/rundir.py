@@ -10,6 +10,8 @@ Layout of ``runs/<recipe>/v<N>/`` (ms-swift writes into the same folder: ``--out
     checkpoint-<step>/    ms-swift checkpoints (full weights or a LoRA adapter); ``.swiftkit-complete`` inside marks
                           one whose save finished (swiftkit.run.checkpoint): only complete ones are ever used
     logging.jsonl, args.json    ms-swift's own
+    samples/step-<N>.jsonl    written during training by a recipe's ``watch:`` (swiftkit.train.watch): the identity
+                          questions and a few val prompts answered by the weights at step N; `swiftkit eval` charts them
     check_report.json     written by `swiftkit check`
     infer/<name>.jsonl    written by `swiftkit infer`
 """
@@ -29,6 +31,21 @@ from swiftkit.run import checkpoint
 
 RUN_INFO = "swiftkit_run.json"
 RESULT = "result.json"
+SAMPLES_DIR = "samples"
+_SAMPLES = re.compile(r"^step-(\d+)\.jsonl$")
+
+
+def samples_path(run_dir: str | Path, step: int) -> Path:
+    """Where the watch writes the answers of step ``step``."""
+    return Path(run_dir) / SAMPLES_DIR / f"step-{step}.jsonl"
+
+
+def read_samples(run_dir: str | Path) -> dict[int, list[dict]]:
+    """step -> the watch's answer rows of that step, steps ascending; {} when the run has no samples/."""
+    folder = Path(run_dir) / SAMPLES_DIR
+    found = sorted((int(m.group(1)), f) for f in folder.iterdir() if (m := _SAMPLES.match(f.name))) \
+        if folder.is_dir() else []
+    return {step: [r for r in read_jsonl(f) if isinstance(r, dict)] for step, f in found}
 
 
 @dataclass

@@ -138,6 +138,18 @@ class ReportSpec(_Strict):
         "checks); local: log under ./swanlog only, no key (--swanlab_mode).")
 
 
+class WatchSpec(_Strict):
+    """Drift watched during training (swiftkit/train/watch.py): rank 0's current weights answer the identity
+    questions (the plain ones and a few of the stress suite, under the run's system prompt and under none, through
+    the persona template) and a few val prompts, greedy, into RUN/samples/step-N.jsonl; `swiftkit eval` charts them."""
+
+    every: Optional[int] = Field(None, ge=1, description="Every N optimizer steps; None: at each checkpoint save.")
+    stress_per_family: int = Field(1, ge=0, description="Stress-suite questions asked per family (its first ones).")
+    val_prompts: int = Field(3, ge=0, description="The first N records of the val files, answered beside the "
+                             "identity questions (general answers that may degrade).")
+    max_new_tokens: int = Field(48, ge=1, description="Tokens per answer at most: keep it cheap.")
+
+
 MS_SWIFT_REWARDS = ("accuracy", "format", "react_format", "cosine", "repetition", "soft_overlong", "toolbench", "math")
 """ms-swift 3.12's built-in reward names (``swift.plugin.orms``; tests check the list against the installed one).
 They take no options here; swiftkit's own (``swiftkit_*``, swiftkit/train/grpo/rewards.py) fit this project's data."""
@@ -254,6 +266,7 @@ class Recipe(_Strict):
     save_only_model: bool = Field(False, description="Checkpoints hold weights only (no optimizer state).")
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    watch: Optional[WatchSpec] = Field(None, description="Answers by step during training (off when absent).")
     extra_args: dict[str, Any] = Field(
         default_factory=dict,
         description="Further `swift sft` flags, name without dashes -> a bool, number or string; preflight checks "

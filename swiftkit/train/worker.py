@@ -9,7 +9,8 @@ launcher therefore starts ``python -m swiftkit.train.worker METHOD <args>`` itse
    :func:`swiftkit.train.saving.install` (checkpoints are marked complete only after every rank's save finished; a
    failed save is one line and leaves no half checkpoint);
 2. writes ``<output_dir>/swiftkit_shims/rank<RANK>.json`` (which shims it applied and that they now hold), the
-   evidence that the shims are live in every training process;
+   evidence that the shims are live in every training process, and installs the recipe's ``watch:`` when it has one
+   (:mod:`swiftkit.train.watch`: answers by step into ``<output_dir>/samples/``);
 3. runs the method's ms-swift entry point (``sft_main(argv)`` for sft) exactly as ``swift/cli/sft.py`` does;
 4. on rank 0, writes ``<output_dir>/result.json``: last/best checkpoint (relative to the run directory) and the log
    history.
@@ -30,7 +31,7 @@ from swiftkit.core.errors import SwiftkitError
 from swiftkit.run.rundir import RESULT
 from swiftkit.stack import shims
 from swiftkit.stack.dialect import flag_value, installed_entry, swift_api
-from swiftkit.train import saving
+from swiftkit.train import saving, watch
 
 SHIM_DIR = "swiftkit_shims"
 
@@ -82,6 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output_dir = flag_value(args, "output_dir")
     if output_dir:
         record_shims(output_dir, rank, applied)
+    watch.install(output_dir)
     try:  # what swift/cli/sft.py does before sft_main (SWIFT_SINGLE_DEVICE_MODE); absent in other releases
         swift_api("try_use_single_device_mode")()
     except SwiftkitError:

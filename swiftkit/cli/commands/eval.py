@@ -1,7 +1,10 @@
 """Did the fine-tune work? The base model and the tuned checkpoint answer the same held-out prompts (greedy, same
 conversation and system prompt, each through its own saved chat template), side by side, with metrics chosen by
 the run's data. Writes RUN/eval/report.json and RUN/eval/report.html (one self-contained page: loss curves, the
-metrics table, the samples side by side).
+metrics table, the samples side by side). Persona runs add the identity stress suite (swiftkit/core/
+identity_stress.json: leading, base-model, override, English, multi-turn and role-play questions, under the run's
+system prompt and under none), base vs tuned per family; a run trained with a recipe `watch:` adds its drift by step
+(RUN/samples/: the persona rate, the claim rate, val ROUGE-L and every answer, by training step).
 
 metrics (each only where the data teaches it; "—" otherwise; the report page states the same definitions):
 {METRICS}
@@ -47,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"answer budget; an answer that reaches it counts as truncated "
                              f"(default {DEFAULT_MAX_NEW_TOKENS})")
     options.add_backend(parser)
-    parser.add_argument("--no-identity", action="store_true", help="persona runs: skip the identity questions")
+    parser.add_argument("--no-identity", action="store_true",
+                        help="persona runs: skip the identity questions (the stress suite too)")
+    parser.add_argument("--no-stress", action="store_true", help="persona runs: the plain identity questions only")
     parser.add_argument("--out", metavar="DIR", help="report folder (default RUN/eval)")
     options.add_offline(parser)
 
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.run, EvalOptions(
         prompts_file=args.prompts, limit=args.limit, checkpoint=args.checkpoint, base=args.base,
         compare=args.compare, max_new_tokens=args.max_new_tokens, backend=args.backend,
-        identity=not args.no_identity))
+        identity=not args.no_identity, stress=not args.no_stress))
     json_path, html_path = write_report(report, args.out or Path(args.run) / EVAL_DIR)
     sides = [side for side, _ in columns(report)]
     rows = [("metric", *sides)] + [(r["label"], *(r["cells"][s] for s in sides)) for r in table_rows(report)]
@@ -69,5 +74,13 @@ def run(args: argparse.Namespace) -> int:
                         enumerate(zip(row, widths))).rstrip())
     print(f"{report['prompts']['count']} prompt(s), {len(report['identity'])} identity question(s); "
           f"data: {', '.join(report['kinds']) or 'plain chat'}")
+    stress = report.get("identity_stress")
+    for side in sides if stress else []:
+        by_family = stress["summary"][side]
+        print(f"stress v{stress['version']} {side}: " + ", ".join(
+            f"{family} {f['named']}/{f['asked']}" for family, f in by_family.items()))
+    if report.get("drift"):
+        print("drift: " + ", ".join(f"step {st['step']} persona {st['persona'][0]}/{st['persona'][1]}"
+                                    for st in report["drift"]["steps"]))
     print(f"report: {json_path}\npage:   {html_path}")
     return 0

@@ -78,7 +78,7 @@ def remembered(kind: str, inputs: Any, compute: Callable[[], Any], *, code: Sequ
         return json.loads(path.read_text(encoding="utf-8"))["answer"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    answer = json.loads(json.dumps(compute()))  # the same shape whether computed or read back
+    answer = json.loads(json.dumps(compute(), ensure_ascii=False))  # the same shape whether computed or read back
     try:
         write_json(path, {"kind": kind, "answer": answer})
     except OSError:

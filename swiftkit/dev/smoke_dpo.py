@@ -95,14 +95,10 @@ def pair_gaps(spec: Any, pairs: Sequence[dict]) -> list[float]:
     return [c - r for c, r in zip(chosen, rejected)]
 
 
-def dpo_verdict(dpo_run: str | Path, sft_run: str | Path, pairs_dir: str | Path) -> DpoVerdict:
-    """Judge a DPO run: its logged margin rose (:data:`MARGIN_RISE`) and, with its final weights, every pair's chosen
-    answer out-scores its rejected one, the model-generated pairs by :data:`GAP_MIN` on average (measured, not
-    logged; the warm-up's figures are shown beside them)."""
-    from swiftkit.run.probe import probe_model_for
-
+def margin_problems(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """What is wrong with the logged steps: too few margins, a margin that did not rise by :data:`MARGIN_RISE` from
+    the first logged step to the mean of the last three, a loss that is not finite."""
     problems: list[str] = []
-    rows = step_rows(dpo_run)
     margins = [r["margin"] for r in rows if _finite(r["margin"])]
     if len(margins) < 4:
         problems.append(f"{len(margins)} logged preference margins (rewards/margins) in logging.jsonl; need 4+")
@@ -114,22 +110,39 @@ def dpo_verdict(dpo_run: str | Path, sft_run: str | Path, pairs_dir: str | Path)
     bad = [r["step"] for r in rows if not _finite(r["loss"])]
     if bad:
         problems.append(f"loss not finite at step(s) {bad}")
+    return problems
+
+
+def gap_problems(pairs: Sequence[dict[str, Any]]) -> list[str]:
+    """What is wrong with the measured gaps (``after``: log p(chosen) - log p(rejected) with the trained weights): a
+    pair that still prefers its rejected answer; no model-generated pair; those below :data:`GAP_MIN` on average."""
+    problems: list[str] = []
+    losing = [p["prompt"] for p in pairs if not p["after"] > 0]
+    if losing:
+        problems.append(f"{len(losing)} pair(s) still prefer the rejected answer after DPO: {losing}")
+    generated = [p["after"] for p in pairs if p["rejected_from"] == "model"]
+    if not generated:
+        problems.append("no pair's rejected answer came from the warmed model: nothing of its own to unlearn")
+    elif sum(generated) / len(generated) < GAP_MIN:
+        problems.append(f"model-generated pairs: mean chosen-minus-rejected log-likelihood "
+                        f"{sum(generated) / len(generated):+.2f} < {GAP_MIN}")
+    return problems
+
+
+def dpo_verdict(dpo_run: str | Path, sft_run: str | Path, pairs_dir: str | Path) -> DpoVerdict:
+    """Judge a DPO run: its logged margin rose and, measured with its final weights, every pair's chosen answer
+    out-scores its rejected one (:func:`margin_problems`, :func:`gap_problems`); the warm-up's gaps are measured
+    too, to show where it started."""
+    from swiftkit.run.probe import probe_model_for
+
+    rows = step_rows(dpo_run)
     records = read_jsonl(Path(pairs_dir) / "train.jsonl")
     sources = json.loads((Path(pairs_dir) / "manifest.json").read_text(encoding="utf-8"))["pairs"]
     before = pair_gaps(probe_model_for(sft_run, "last"), records)
     after = pair_gaps(probe_model_for(dpo_run, "last"), records)
     pairs = [{"prompt": r["messages"][-2]["content"], "rejected_from": s["rejected_from"], "before": b, "after": a}
              for r, s, b, a in zip(records, sources, before, after)]
-    losing = [p["prompt"] for p in pairs if not p["after"] > 0]
-    if losing:
-        problems.append(f"{len(losing)} pair(s) still prefer the rejected answer after DPO: {losing}")
-    generated = [p["after"] for p in pairs if p["rejected_from"] == "model"]
-    if not generated:
-        problems.append("no pair's rejected answer came from the warmed model: nothing out of character to unlearn")
-    elif sum(generated) / len(generated) < GAP_MIN:
-        problems.append(f"model-generated pairs: mean chosen-minus-rejected log-likelihood "
-                        f"{sum(generated) / len(generated):+.2f} < {GAP_MIN}")
-    return DpoVerdict(rows, pairs, problems)
+    return DpoVerdict(rows, pairs, margin_problems(rows) + gap_problems(pairs))
 
 
 @dataclass

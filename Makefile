@@ -20,7 +20,7 @@ VLLM_STAMP := $(VENV_VLLM)/.swiftkit-installed
 VENV_SWIFT4 ?= .venv-swift4
 SWIFT4_STAMP := $(VENV_SWIFT4)/.swiftkit-installed
 
-.PHONY: install install-vllm install-swift4 test-swift4 prep train test smoke smoke-grpo vllm-smoke bench gpu-bench gpu-wheelhouse gpu-smoke clean help
+.PHONY: install install-vllm install-swift4 test-swift4 prep train test smoke smoke-grpo smoke-dpo vllm-smoke bench gpu-bench gpu-wheelhouse gpu-smoke clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -93,6 +93,9 @@ smoke: $(STAMP)  ## end to end on CPU: prep samples, tiny model, train, infer, c
 
 smoke-grpo: $(STAMP)  ## GRPO on CPU: prep action + medical samples, tiny model, SFT warm-up, GRPO on 2 processes
 	$(SK) smoke-grpo $(ARGS)
+
+smoke-dpo: $(STAMP)  ## DPO on CPU: Muice samples, tiny model, SFT warm-up, pairs from it, DPO on 2 processes
+	$(SK) smoke-dpo $(ARGS)
 
 vllm-smoke: $(VLLM_STAMP)  ## vLLM for real: infer/eval equal pt, serve answers the openai client, LoRA, GRPO colocate
 	$(VENV_VLLM)/bin/python -m pytest -q -p no:cacheprovider tests/vllm_lane $(ARGS)

@@ -1,6 +1,6 @@
 """Planning: golden plans for every recipe at 1, 2, 8 GPUs and 2 nodes x 8; the global batch is the same in all;
 every planned flag is a field of the installed ms-swift's argument class of the recipe's method (TrainArguments for
-sft, RLHFArguments for grpo) and its value parses.
+sft, RLHFArguments for grpo and dpo) and its value parses.
 
 Regenerate the golden files after an intended change with ``UPDATE_GOLDEN=1 pytest tests/test_plan.py``.
 """
@@ -256,6 +256,10 @@ def test_every_planned_flag_is_an_argument_of_its_method_and_parses(name: str, m
                 if namespace.eval_strategy != "no":
                     assert namespace.per_device_eval_batch_size * cluster.world_size % g.num_generations == 0
                 assert namespace.external_plugins == [REWARD_PLUGIN]
+            if recipe.dpo is not None:
+                d = recipe.dpo
+                assert (namespace.rlhf_type, namespace.beta, namespace.loss_type) == ("dpo", d.beta, [d.loss_type])
+                assert namespace.rpo_alpha == d.rpo_alpha and namespace.label_smoothing == d.label_smoothing
 
 
 def test_the_flag_check_catches_a_wrong_flag(sft_parser):

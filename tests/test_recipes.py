@@ -42,14 +42,18 @@ def test_registry_lists_every_recipe_and_each_validates():
         assert recipe.name == name
         assert recipe.description and "\n" not in recipe.description
         src = recipe.data.source
-        assert recipe.data.train[0] == f"data/{src}/train.jsonl"  # the GRPO smoke mixes two prep outputs
+        # the source's prep output; DPO trains on its pairs (prep-pairs), the DPO smoke's warm-up on its Qwen answers
+        folder = {"dpo": f"data/{src}_pairs", "smoke_dpo_sft": f"data/{src}_qwen"}.get(
+            "smoke_dpo_sft" if name == "smoke_dpo_sft" else recipe.method, f"data/{src}")
+        assert recipe.data.train[0] == f"{folder}/train.jsonl"  # the GRPO smoke mixes two prep outputs
         assert all(Path(f).name == "train.jsonl" and Path(f).parts[0] == "data" for f in recipe.data.train)
-        assert recipe.data.val in ([f"data/{src}/val.jsonl"], [])
+        assert recipe.data.val in ([f"{folder}/val.jsonl"], [])
         assert "system" not in recipe.extra_args
 
 
 def test_contract_fields_persona_and_lora_rank():
-    assert {n for n in NAMES if load_recipe(n).persona} == {"muice_full", "smoke_tiny"}
+    assert {n for n in NAMES if load_recipe(n).persona} == {"muice_full", "smoke_tiny", "muice_dpo", "smoke_dpo_sft",
+                                                            "smoke_dpo"}
     assert load_recipe("fortune_lora").lora.rank == 16
     assert load_recipe("actions_lora").lora.rank == 8
     assert load_recipe("fortune_lora").run_train_type == "qlora"  # seed 004 loaded the model in 4 bit
@@ -229,7 +233,9 @@ def test_method_and_grpo_section_go_together():
         parse_recipe(GOOD + "method: grpo\n", source="r.yaml", name="r")
     with pytest.raises(RecipeError, match="`grpo:` given but method is sft"):
         parse_recipe(GRPO.replace("method: grpo", "method: sft"), source="r.yaml", name="r")
-    with pytest.raises(RecipeError, match="method 'dpo': choose one of sft, grpo"):
+    with pytest.raises(RecipeError, match="method 'kto': choose one of sft, grpo, dpo"):
+        parse_recipe(GOOD + "method: kto\n", source="r.yaml", name="r")
+    with pytest.raises(RecipeError, match="method dpo needs a `dpo:` section"):
         parse_recipe(GOOD + "method: dpo\n", source="r.yaml", name="r")
     with pytest.raises(RecipeError, match=r"grpo.num_generations: Input should be greater than or equal to 2"):
         parse_recipe(GRPO.replace("num_generations: 4", "num_generations: 1"), source="r.yaml", name="r")

@@ -28,6 +28,7 @@ ROUTES: dict[str, str] = {
     # command: one-line summary for `swiftkit --help`; the code is in module_name(command)
     "prep": "convert a dataset source into ms-swift messages JSONL",
     "prep-all": "convert every source folder under a directory (what `make prep` runs)",
+    "prep-pairs": "build DPO preference pairs (chosen: the persona's answer; rejected: a model's own or curated)",
     "sources": "list the dataset sources prep knows",
     "recipes": "list the training recipes",
     "show": "print a recipe, resolved and validated",
@@ -37,6 +38,7 @@ ROUTES: dict[str, str] = {
     "tiny-model": "build the tiny random Qwen2 used by the smoke run",
     "smoke": "the main job end to end on CPU with the tiny model (what `make smoke` runs)",
     "smoke-grpo": "GRPO end to end on CPU with the tiny model (what `make smoke-grpo` runs)",
+    "smoke-dpo": "DPO for a persona end to end on CPU with the tiny model (what `make smoke-dpo` runs)",
     "infer": "run `swift infer` on a trained run",
     "serve": "serve a trained run with `swift deploy` (OpenAI API)",
     "export": "merge LoRA weights or write a GGUF file",

@@ -1,6 +1,6 @@
 """Training methods: a recipe's ``method`` field picks one row of this table.
 
-A row says which ms-swift command the plan becomes (``swift sft``; ``swift rlhf --rlhf_type grpo``) and which
+A row says which ms-swift command the plan becomes (``swift sft``; ``swift rlhf --rlhf_type grpo`` or ``dpo``) and which
 ms-swift entry point each training process calls (``sft_main``; ``rlhf_main``), as ms-swift's own
 ``swift/cli/main.py`` route table does. Adding a method touches: this table, its recipe section and validation
 (recipes.py), its flags (plan.py: ``method_args``), and its preflight checks (preflight.py); the launcher, worker,
@@ -31,6 +31,10 @@ METHODS: dict[str, Method] = {
     "grpo": Method("grpo", ("rlhf",), "rlhf_main", "RLHFArguments",
                    "GRPO: sample num_generations completions per prompt, reward them (recipe `grpo.rewards`), "
                    "push toward the better ones; starts from an SFT run (`init_from`)"),
+    "dpo": Method("dpo", ("rlhf",), "rlhf_main", "RLHFArguments",
+                  "DPO: preference pairs (a chosen and a rejected answer to one prompt, `swiftkit prep-pairs`) push "
+                  "the chosen answer's likelihood above the rejected one's, against a frozen reference; starts from "
+                  "an SFT run (`init_from`)"),
 }
 DEFAULT_METHOD = "sft"
 

@@ -26,7 +26,7 @@ from swiftkit.train.fast_path import Switch
 from swiftkit.train.grpo.rewards import OPTIONS_ENV, options_env_value
 from swiftkit.train.methods import DEFAULT_METHOD, get_method
 from swiftkit.train.mixing import SAMPLED, Mixture, dataset_file  # noqa: F401  (SAMPLED, dataset_file: re-exported)
-from swiftkit.train.recipes import GrpoSpec, Recipe
+from swiftkit.train.recipes import DpoSpec, GrpoSpec, Recipe
 from swiftkit.train.trust import flag_value_problem
 
 REWARD_PLUGIN = str(Path(__file__).resolve().parent / "grpo" / "swiftkit_plugin.py")
@@ -125,6 +125,8 @@ def method_args(recipe: Recipe) -> list[tuple[str, object]]:
         return []
     if recipe.method == "grpo" and recipe.grpo is not None:
         return grpo_args(recipe.grpo)
+    if recipe.method == "dpo" and recipe.dpo is not None:
+        return dpo_args(recipe.dpo)
     raise SwiftkitError(f"{recipe.name}: method {recipe.method!r} has no plan branch")
 
 
@@ -162,6 +164,20 @@ def grpo_args(g: GrpoSpec) -> list[tuple[str, object]]:
     else:
         args += [("use_vllm", True), ("vllm_mode", "server"), ("vllm_server_host", ro.server_host),
                  ("vllm_server_port", ro.server_port)]
+    return args
+
+
+def dpo_args(d: DpoSpec) -> list[tuple[str, object]]:
+    """``--rlhf_type dpo`` and the preference loss. The reference model is not planned: for full training ms-swift
+    takes ``--model`` (the ``init_from`` checkpoint) as the reference, for LoRA the plan adds ``--ref_adapters``."""
+    args: list[tuple[str, object]] = [
+        ("rlhf_type", "dpo"),
+        ("beta", d.beta),
+        ("loss_type", d.loss_type),
+        ("label_smoothing", d.label_smoothing),
+    ]
+    if d.rpo_alpha is not None:
+        args.append(("rpo_alpha", d.rpo_alpha))
     return args
 
 
@@ -286,7 +302,7 @@ def plan(recipe: Recipe, cluster: Cluster, *, output_dir: str = "OUTPUT_DIR", re
             ]
     if init and init_is_adapter:
         args.append(("adapters", init))
-        if recipe.method == "grpo":  # the reference is the SFT model, not the bare base (ms-swift's GRPO docs)
+        if recipe.method in ("grpo", "dpo"):  # the reference is the SFT model, not the bare base (ms-swift's docs)
             args.append(("ref_adapters", init))
     # The val files go where the recipe uses them (Recipe.val_role): evaluated, trained on, or left out (held out
     # for `swiftkit eval`); never passed to a run that does not evaluate, where ms-swift would load them for nothing.

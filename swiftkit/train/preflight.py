@@ -8,6 +8,7 @@
 - DeepSpeed / bitsandbytes are installed when the plan uses them;
 - ``init_from`` names a checkpoint the recipe can start from;
 - GRPO (swiftkit.train.grpo.preflight): batch rules, packages, and every reward run once on a few records;
+- DPO (swiftkit.train.dpo.preflight): every record is a preference pair (chosen, a different rejected, one prompt);
 - the run goes to a new run directory, unless resuming from an existing checkpoint.
 """
 from __future__ import annotations
@@ -374,6 +375,10 @@ def preflight(
         from swiftkit.train.grpo.preflight import grpo_checks
 
         report.checks += grpo_checks(recipe, plan, cluster)
+    if recipe.dpo is not None:
+        from swiftkit.train.dpo.preflight import dpo_checks
+
+        report.checks += dpo_checks(recipe)
 
     if cluster.nnodes > 1:
         add(network_check(cluster))

@@ -213,6 +213,31 @@ class GrpoSpec(_Strict):
                                   "advantage to <run>/completions.jsonl (--log_completions).")
 
 
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_pair", "discopop", "apo_zero", "apo_down")
+"""The paired-preference losses of trl's DPOTrainer (``DPOConfig.loss_type``, the trl ms-swift 3.12.6 runs; tests
+check them against the installed trl). trl's ``sft`` alone is no preference loss: use ``dpo.rpo_alpha`` to add it."""
+
+
+class DpoSpec(_Strict):
+    """DPO settings (only with ``method: dpo``). The data are preference pairs (``swiftkit prep-pairs``): each record's
+    ``messages`` end in the chosen answer and ``rejected_response`` holds the rejected one; ``global_batch_size``
+    counts pairs. Full training takes the ``init_from`` checkpoint as its frozen reference (ms-swift loads it a second
+    time); LoRA continues the adapter and takes it as the reference (--ref_adapters)."""
+
+    beta: float = Field(0.1, gt=0, description="How far the model may move from the reference (--beta): the DPO "
+                        "loss is -log sigmoid(beta x (chosen log-ratio - rejected log-ratio)). Larger keeps it closer; "
+                        "0 would make the loss constant (no gradient), so it is refused.")
+    loss_type: Literal[DPO_LOSS_TYPES] = Field(  # type: ignore[valid-type]
+        "sigmoid", description="The preference loss (--loss_type): sigmoid (the DPO paper), ipo, hinge, robust, "
+        "apo_zero, ... (trl's DPOTrainer names).")
+    rpo_alpha: Optional[float] = Field(None, ge=0, description="Adds rpo_alpha x the chosen answers' NLL (SFT) loss "
+                                       "(--rpo_alpha; the RPO paper): keeps the persona's own answers likely while "
+                                       "the rejected ones are pushed down. None: preference loss only.")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed share of flipped preferences "
+                                   "(--label_smoothing; conservative DPO, sigmoid and robust losses only).")
+
+
 class Recipe(_Strict):
     """One way of fine-tuning, in the user's terms."""
 
@@ -226,15 +251,16 @@ class Recipe(_Strict):
     model_type: Optional[str] = Field(None, description="ms-swift --model_type; needed for local folders.")
     template: Optional[str] = Field(None, description="ms-swift --template (chat format).")
     trust_remote_code: bool = Field(False, description="Run the model repository's own Python code. Off unless needed.")
-    method: str = Field(DEFAULT_METHOD, description="Training method: sft (supervised, the default) or grpo. Each "
+    method: str = Field(DEFAULT_METHOD, description="Training method: sft (supervised, the default), grpo or dpo. Each "
                         "method is one row of swiftkit/train/methods.py: the ms-swift command it plans to and the entry "
                         "point it runs.")
     init_from: Optional[str] = Field(
         None, description="Start from an earlier run instead of the bare model: a run directory (runs/actions_lora/v2), "
         "a recipe's runs folder (runs/actions_lora: its newest version) or a checkpoint folder; its last checkpoint "
         "is used. Full training starts from the checkpoint's weights (--model); LoRA continues the checkpoint's "
-        "adapter (--adapters), and GRPO also takes it as the reference (--ref_adapters).")
+        "adapter (--adapters), and GRPO and DPO also take it as the reference (--ref_adapters).")
     grpo: Optional[GrpoSpec] = Field(None, description="GRPO settings; required when method is grpo.")
+    dpo: Optional[DpoSpec] = Field(None, description="DPO settings; required when method is dpo.")
     train_type: Literal["full", "lora"] = Field(description="full: all weights; lora: adapters (see `lora`).")
     lora: Optional[LoraSpec] = Field(None, description="LoRA settings; required when train_type is lora.")
     persona: bool = Field(False, description="The recipe trains a persona: `swiftkit check` runs the identity probe.")
@@ -332,7 +358,8 @@ _RESERVED_EXTRA = {
     "per_device_train_batch_size", "gradient_accumulation_steps", "deepspeed", "system", "swanlab_token",
     "hub_token", "resume_from_checkpoint", "adapters", "ref_adapters", "report_to", "save_only_model",
     "rlhf_type", "reward_funcs", "reward_weights", "num_generations", "max_completion_length", "use_vllm",
-    "vllm_mode", "beta", "log_completions", "loss_scale", "use_chat_template",
+    "vllm_mode", "beta", "log_completions", "loss_scale", "use_chat_template", "loss_type", "rpo_alpha",
+    "label_smoothing",
 }
 
 
@@ -390,6 +417,13 @@ def cross_field_problems(r: Recipe) -> list[tuple[tuple[Any, ...], str]]:
         out.append((("grpo",), f"`grpo:` given but method is {r.method}"))
     if r.grpo is not None:
         out += _grpo_problems(r, r.grpo)
+    if r.method == "dpo" and r.dpo is None:
+        out.append((("method",), "method dpo needs a `dpo:` section"))
+    if r.dpo is not None and r.method != "dpo":
+        out.append((("dpo",), f"`dpo:` given but method is {r.method}"))
+    if r.dpo is not None and r.dpo.label_smoothing and r.dpo.loss_type not in ("sigmoid", "robust"):
+        out.append((("dpo", "label_smoothing"), f"label_smoothing applies to the sigmoid and robust losses, not "
+                                                f"{r.dpo.loss_type}: drop it or change dpo.loss_type"))
     if r.train_type == "lora" and r.lora is None:
         out.append((("train_type",), "train_type lora needs a `lora:` section"))
     if r.train_type == "full" and r.lora is not None:

@@ -215,6 +215,8 @@ class Setup:
     loss: Literal["torch", "fused"] = "torch"
     """fused: the loss never holds the full-vocabulary fp32 logits (Liger's fused linear cross entropy; torchtune's
     compiled chunked cross entropy)."""
+    reference: bool = False
+    """A frozen full-weight reference model beside the trained one (full DPO: ms-swift loads ``--model`` twice)."""
 
     @property
     def tokens(self) -> int:
@@ -300,6 +302,9 @@ def estimate(s: Setup) -> Estimate:
     e.add("weights", weights, f"{sh.params() / 1e9:.2f}B parameters, {kind[s.train_type]}")
     e.add("gradients", grads, how)
     e.add("optimizer", optim, "8-bit AdamW states (2 bytes)" if s.optimizer == "adamw_8bit" else "AdamW, 2 states")
+    if s.reference:  # no gradients or optimizer; ZeRO-3 partitions it like the trained weights
+        share = s.world if s.zero in ("zero3", "zero3_offload") else 1
+        e.add("reference", sh.params() * s.dtype_bytes / share, "DPO: a frozen copy of the starting weights")
     layer = layer_activation_bytes(s) * t
     if s.gradient_checkpointing:
         e.add("activations", sh.layers * t * sh.hidden * s.dtype_bytes + layer + 2 * t * sh.hidden * s.dtype_bytes,
@@ -333,9 +338,11 @@ def estimate(s: Setup) -> Estimate:
 def setup_for(recipe: "Recipe", world: int, shape: ModelShape, *, liger: bool = False) -> Setup:
     """The estimate's view of a recipe on ``world`` processes. DeepSpeed only with 2+ processes (as the plan)."""
     lora = recipe.lora
+    pairs = recipe.dpo is not None  # DPO: each sample is a chosen and a rejected sequence, one forward each
     return Setup(
         shape=shape, train_type=recipe.run_train_type, seq_len=recipe.max_length,
-        micro_batch=recipe.per_device_batch_size, world=world,
+        micro_batch=recipe.per_device_batch_size * (2 if pairs else 1), world=world,
+        reference=pairs and recipe.train_type == "full",
         zero=recipe.launch.deepspeed if world > 1 else None,
         gradient_checkpointing=recipe.gradient_checkpointing,
         dtype_bytes=4 if recipe.torch_dtype == "float32" else 2,

@@ -1,4 +1,4 @@
-"""Print the exact `swift sft` (or, for GRPO, `swift rlhf --rlhf_type grpo`) command a recipe becomes on a given
+"""Print the exact `swift sft` (or, for GRPO and DPO, `swift rlhf --rlhf_type grpo|dpo`) command a recipe becomes on a given
 cluster (imports neither torch nor ms-swift).
 
 The recipe states a global batch; gradient accumulation is derived from nodes x GPUs x per-device batch, so the
@@ -14,6 +14,7 @@ examples:
   swiftkit plan muice_full --set model=Qwen/Qwen2.5-1.5B-Instruct   # model_type/template follow the model
   swiftkit plan smoke_tiny --json               # {"env": {...}, "argv": ["swift", "sft", ...]}
   swiftkit plan actions_grpo --gpus 8           # GRPO from the actions_lora run, vLLM colocate
+  swiftkit plan muice_dpo --gpus 8              # DPO from the muice_full run, on prep-pairs' pairs
   swiftkit plan muice_full --gpus 8 --gpu-type 5090   # will it fit? memory per GPU, verdict, time per epoch
 
 Will it fit: the plan starts with the estimated memory per GPU by component (weights, gradients, optimizer states,
@@ -90,7 +91,7 @@ def print_plan(planned: "Planned", *, as_json: bool, gpu_type: Optional[str] = N
         print(json.dumps({**p.to_json(), **mix, "fast_path": fast, "sizing": sizing.to_json()}, ensure_ascii=False,
                          indent=2))
         return
-    unit = "" if recipe.grpo is None else " completions"
+    unit = " completions" if recipe.grpo is not None else " pairs" if recipe.dpo is not None else ""
     batch = f"# global batch {p.global_batch_size}{unit} = {p.world_size} process(es) x per-device " \
             f"{p.per_device_batch_size} x accumulation {p.gradient_accumulation_steps}"
     if recipe.grpo is not None:

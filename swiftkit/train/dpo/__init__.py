@@ -1,0 +1,2 @@
+"""DPO: preference pairs for a persona (the pair shape, their rejected answers, `swiftkit prep-pairs`) and DPO's
+preflight checks."""

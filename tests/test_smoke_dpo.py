@@ -1,0 +1,43 @@
+"""The DPO smoke (`make smoke-dpo`) end to end, once: warm-up, pairs from the warmed model, DPO on 2 CPU processes
+through the launcher and worker. Its verdict's rules are tested without training in tests/test_dpo.py."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from swiftkit.cli import main as cli_main
+from swiftkit.dev import smoke
+
+GAP_LINE = re.compile(r"^\s+(?P<before>[+-]\d+\.\d+) ->\s+(?P<after>[+-]\d+\.\d+)\s+\((?P<source>\w+)\)")
+
+
+@pytest.mark.slow
+def test_smoke_dpo_end_to_end(tmp_path, tiny_model_dir):
+    """The session's tiny model (the same bytes the smoke builds) is reused, not rebuilt."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main(["smoke-dpo", "--quiet", "--data-dir", str(tmp_path / "data"), "--model-dir",
+                         str(tiny_model_dir), "--runs-root", str(tmp_path / "runs")])
+    text = out.getvalue()
+    print(text)
+    assert code == 0, text
+    rows = smoke.parse_summary(text)
+    assert rows["smoke-dpo"] == "PASS"
+    run = Path(rows["dpo run"])
+    info = json.loads((run / "swiftkit_run.json").read_text())
+    assert info["method"] == "dpo" and info["argv"][:4] == ["swift", "rlhf", "--rlhf_type", "dpo"]
+    assert info["argv"][info["argv"].index("--model") + 1].startswith(rows["sft run"])  # init_from the warm-up
+    assert sorted(p.name for p in (run / "swiftkit_shims").iterdir()) == ["rank0.json", "rank1.json"]
+    manifest = json.loads((Path(rows["pairs"]) / "manifest.json").read_text())
+    assert manifest["rejected_from"]["model"] >= 1 and manifest["rejected_model"].startswith("run ")
+    # The story the verdict checks: the warmed model preferred its own (rejected) answers, DPO turned every pair.
+    gaps = [m.groupdict() for m in map(GAP_LINE.match, text.splitlines()) if m]
+    assert len(gaps) == 8
+    model = [g for g in gaps if g["source"] == "model"]
+    assert model and all(float(g["before"]) < 0 for g in model), gaps
+    assert all(float(g["after"]) > 0 for g in gaps), gaps

@@ -212,7 +212,7 @@ def _recipe(tmp_path_factory, path: Path, *, nproc: int, epochs: int, persona: b
     """tests/helpers.RECIPE, saving every 2 steps (optimizer included), logging every step."""
     train, _ = helpers._data(tmp_path_factory)
     text = helpers.RECIPE.format(train_type="full", model=helpers.tiny_model(tmp_path_factory), lora="", train=train,
-                                 val="", system=helpers.SYSTEM, lr="1.0e-2", epochs=epochs)  # no evaluation
+                                 val="", system=helpers.SYSTEM, lr="1.0e-2", epochs=epochs, watch="")  # no evaluation
     for old, new in [("save_steps: 100000", "save_steps: 2"), ("save_only_model: true", "save_only_model: false"),
                      ("logging_steps: 5", "logging_steps: 1"), ("nproc_per_node: 1", f"nproc_per_node: {nproc}"),
                      ("per_device_batch_size: 2", f"per_device_batch_size: {2 // nproc}")]:

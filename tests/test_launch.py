@@ -78,8 +78,8 @@ def test_method_is_a_recipe_field_the_plan_and_worker_follow(workspace, capsys):
     from swiftkit.train.recipes import RecipeError, load_recipe
 
     assert load_recipe("smoke_tiny").method == "sft"
-    with pytest.raises(RecipeError, match="method 'dpo': choose one of sft"):
-        load_recipe("smoke_tiny", ["method=dpo"])
+    with pytest.raises(RecipeError, match="method 'kto': choose one of sft, grpo, dpo"):
+        load_recipe("smoke_tiny", ["method=kto"])
     assert worker.entry_point("sft").__name__ == "sft_main"
     assert worker.main([]) == 2 and "usage: python -m swiftkit.train.worker METHOD" in capsys.readouterr().err
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from datasets_prep.samples_dir import SAMPLES_DIR
 from swiftkit.cli import options
@@ -56,6 +56,21 @@ def with_progress(args: argparse.Namespace, name: str, call: Callable[..., Any])
         progress.close()
 
 
+def run_pipeline(args: argparse.Namespace, name: str, pipeline: Callable[..., Any], summary: Callable[[Any], str],
+                 problems: Callable[[Any], Iterable[str]], **options: Any) -> int:
+    """One smoke command's flow: ``pipeline`` under the progress line with the common arguments (and ``options``),
+    then its summary, each problem (``problems``: ``"label: problem"`` lines) and its time; 0 only on a pass."""
+    start = time.perf_counter()
+    result = with_progress(args, name, functools.partial(
+        pipeline, samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir, runs_root=args.runs_root,
+        overrides=args.overrides, **options))
+    print(summary(result))
+    for problem in problems(result):
+        print(f"  {problem}")
+    print(f"{name} took {time.perf_counter() - start:.0f} s")
+    return 0 if result.ok else 1
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", default=str(SAMPLES_DIR / "muice"), help="Muice sample folder (default: the bundled samples, "
                         "wherever swiftkit is installed)")
@@ -67,14 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from swiftkit.dev.smoke import smoke, summary
 
-    start = time.perf_counter()
-    result = with_progress(args, "smoke", functools.partial(
-        smoke, samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir, runs_root=args.runs_root,
-        recipe=args.recipe, overrides=args.overrides, probes=args.probes))
-    print(summary(result))
-    for problem in result.verdict.problems:
-        print(f"  learning: {problem}")
-    for problem in result.persona[2]:
-        print(f"  persona: {problem}")
-    print(f"smoke took {time.perf_counter() - start:.0f} s")
-    return 0 if result.ok else 1
+    return run_pipeline(args, "smoke", smoke, summary,
+                        lambda r: [*(f"learning: {p}" for p in r.verdict.problems),
+                                   *(f"persona: {p}" for p in r.persona[2])],
+                        recipe=args.recipe, probes=args.probes)

@@ -18,11 +18,9 @@ examples:
 from __future__ import annotations
 
 import argparse
-import functools
-import time
 
 from datasets_prep.samples_dir import SAMPLES_DIR
-from swiftkit.cli.commands.smoke import add_common_arguments, with_progress
+from swiftkit.cli.commands.smoke import add_common_arguments, run_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,12 +32,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from swiftkit.dev.smoke_grpo import smoke_grpo, summary
 
-    start = time.perf_counter()
-    result = with_progress(args, "smoke-grpo", functools.partial(
-        smoke_grpo, samples=args.samples, data_dir=args.data_dir, model_dir=args.model_dir, runs_root=args.runs_root,
-        overrides=args.overrides))
-    print(summary(result))
-    for problem in result.verdict.problems:
-        print(f"  grpo: {problem}")
-    print(f"smoke-grpo took {time.perf_counter() - start:.0f} s")
-    return 0 if result.ok else 1
+    return run_pipeline(args, "smoke-grpo", smoke_grpo, summary, lambda r: [f"grpo: {p}" for p in r.verdict.problems])

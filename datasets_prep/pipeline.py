@@ -215,6 +215,10 @@ def prep(source: str, src: str | os.PathLike[str], out: str | os.PathLike[str], 
 
             count_tokens, render = tokens.count, tokens.render
             counter = LengthCounter(count_tokens, render=render) if token_stats else None
+            if counter is not None and histogram:
+                from datasets_prep.stats import import_plotting_in_background
+
+                import_plotting_in_background()
         train = _Sink(outputs.open("train.jsonl", "w+b"), out_dir / "train.jsonl")
         val = _Sink(outputs.open("val.jsonl"), out_dir / "val.jsonl")
         rejects = _Sink(outputs.open("rejects.jsonl"), out_dir / "rejects.jsonl")

@@ -61,13 +61,48 @@ def _counter(name: str, rendering: str, render: Callable[[Sequence[dict[str, Any
     return TokenCounter(name, rendering, render, count, offsets, special_tokens(backend))
 
 
+def _threaded_count(encoding: Any, threads: int) -> Callable[[list[str]], list[int]]:
+    """texts -> token counts through a ``tiktoken.Encoding``, one slice of the batch per thread (tiktoken's encoder
+    releases the GIL). tiktoken's own ``encode_batch`` starts a pool per call and makes a future per text; this pool
+    lives as long as the counter and makes one per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encode, allowed = encoding.encode, encoding.special_tokens_set  # ChatML markers are specials, as in training
+    pool: list[ThreadPoolExecutor] = []
+
+    def count_slice(texts: list[str]) -> list[int]:
+        return [len(encode(text, allowed_special=allowed)) for text in texts]
+
+    def count(texts: list[str]) -> list[int]:
+        if threads <= 1 or len(texts) < 2 * threads:
+            return count_slice(texts)
+        if not pool:
+            pool.append(ThreadPoolExecutor(threads, thread_name_prefix="token-count"))
+        step = -(-len(texts) // threads)
+        return [n for part in pool[0].map(count_slice, [texts[i:i + step] for i in range(0, len(texts), step)])
+                for n in part]
+
+    return count
+
+
 @functools.lru_cache(maxsize=1)
 def bundled() -> TokenCounter:
-    """The offline Qwen tokenizer (built once from dashscope's qwen.tiktoken, cached), ChatML rendering. Read with the
-    ``tokenizers`` library alone: no transformers or torch start-up on the prep path once the cache exists."""
-    from datasets_prep.qwen_tokenizer import load_qwen_backend
+    """The offline Qwen tokenizer, ChatML rendering: counted by ``tiktoken`` over dashscope's qwen.tiktoken (the same
+    ids as the converted tokenizer, no transformers or torch, nothing to build first; see
+    :mod:`datasets_prep.qwen_tokenizer`). Cutting an answer at a token boundary needs character offsets, which the
+    converted tokenizer gives: it is loaded only when a record is cut."""
+    from datasets_prep.qwen_tokenizer import load_qwen_backend, load_qwen_encoding
 
-    return _counter(BUNDLED, CHATML, render_chatml, load_qwen_backend())
+    def offsets(text: str) -> list[tuple[int, int]]:
+        return _converted().encode(text, add_special_tokens=False).offsets
+
+    @functools.lru_cache(maxsize=1)
+    def _converted() -> Any:
+        return load_qwen_backend()
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    count = _threaded_count(load_qwen_encoding(), min(8, cpus))
+    return TokenCounter(BUNDLED, CHATML, render_chatml, count, offsets, SPECIAL_TOKEN_TEXTS)
 
 
 @functools.lru_cache(maxsize=4)  # prep-all counts every source with the same folder: load it once

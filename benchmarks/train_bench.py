@@ -14,7 +14,13 @@ first of a recipe on an install does.
 The throughput line comes from the same swiftkit runs: ms-swift logs `train_samples_per_second` (global) and the train
 set's token lengths (`train_dataset`: "mean±std, min, max, size"); train tokens/s = samples/s x mean tokens per sample.
 
-  python -m benchmarks.train_bench [--pairs 3] [--epochs 10]   # alone
+Run one after the other, the arms meet different minutes of a shared machine: on a quiet 2-core VM the same arm's
+steady rate moves by up to +-8 % from run to run, more than the 2 % the wrapper may cost. ``--side-by-side`` runs
+each pair's two arms at the same time instead, one training process each (``launch.nproc_per_node=1``), each arm and
+every process it starts pinned to its own CPU (``sched_setaffinity``, swapped every pair), so a slow minute is slow
+for both; it measures the wrapper on one process, not the 2-process DDP run.
+
+  python -m benchmarks.train_bench [--pairs 3] [--epochs 10] [--side-by-side]   # alone
   python -m benchmarks.run train                               # as a `make bench` section
 """
 from __future__ import annotations
@@ -25,7 +31,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 _DATASET_STATS = re.compile(r"^\s*([0-9.]+)±([0-9.]+), min=([0-9.]+), max=([0-9.]+), size=(\d+)")
 STEADY_FROM = 10
@@ -83,22 +89,43 @@ class ArmRun:
         return self.wall_s - self.runtime_s
 
 
-def _timed(cmd: list[str], env: dict[str, str], out: Path) -> tuple[float, float]:
-    """Run ``cmd`` with its output in ``out``; (wall s, CPU s of it and every descendant it reaped). Raises when it
-    fails."""
+@dataclass
+class _Started:
+    cmd: list[str]
+    out: Path
+    pid: int
+    start: float
+
+
+def _start(cmd: list[str], env: dict[str, str], out: Path, cpu: Optional[int] = None) -> _Started:
+    """Start ``cmd`` with its output in ``out``, pinned with every process it starts to ``cpu`` when given."""
     import os
     import subprocess
     import time
 
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     with open(out, "w", encoding="utf-8") as sink:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:3])} exited {proc.returncode}; see {out}")
+        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=pin)
+    return _Started(cmd, out, proc.pid, start)
+
+
+def _finish(run: _Started) -> tuple[float, float]:
+    """Wait for a started command: (wall s, CPU s of it and every descendant it reaped). Raises when it failed."""
+    import os
+    import time
+
+    _, status, usage = os.wait4(run.pid, 0)
+    wall = time.perf_counter() - run.start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(run.cmd[:3])} exited {code}; see {run.out}")
     return wall, usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str], env: dict[str, str], out: Path) -> tuple[float, float]:
+    """Run ``cmd`` with its output in ``out``; (wall s, CPU s of it and every descendant it reaped)."""
+    return _finish(_start(cmd, env, out))
 
 
 def _free_port() -> int:
@@ -110,7 +137,10 @@ def _free_port() -> int:
 
 
 def _arm_run(arm: str, cmd: list[str], env: dict[str, str], run_dir: Path) -> ArmRun:
-    wall, cpu = _timed(cmd, env, run_dir.parent / f"{run_dir.name}.out")
+    return _arm_result(arm, run_dir, *_timed(cmd, env, run_dir.parent / f"{run_dir.name}.out"))
+
+
+def _arm_result(arm: str, run_dir: Path, wall: float, cpu: float) -> ArmRun:
     log = run_dir / "logging.jsonl"
     sps, mean_tokens, _, _, runtime = parse_logging(log)
     steady, _ = steady_rate(log)
@@ -122,6 +152,7 @@ class Comparison:
     runs: list[ArmRun]
     cold_preflight_cpu_s: float
     warm_preflight_cpu_s: float
+    side_by_side: bool = False
 
     def arm(self, name: str) -> list[ArmRun]:
         return [r for r in self.runs if r.arm == name]
@@ -144,8 +175,10 @@ def _spread(values: list[float], fmt: str = ".3f") -> str:
 
 
 def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = None,
-            say: Callable[[str], None] = _say) -> Comparison:
-    """The interleaved A/B of the module docstring, under ``workdir`` (a temp folder when None)."""
+            say: Callable[[str], None] = _say, side_by_side: bool = False) -> Comparison:
+    """The interleaved A/B of the module docstring, under ``workdir`` (a temp folder when None). ``side_by_side``:
+    each pair's two arms run at the same time, one training process each, each arm pinned to its own CPU (swapped
+    every pair), so that what slows the machine for a minute slows both arms alike."""
     import os
 
     from benchmarks.tinyrun import tiny_inputs
@@ -154,6 +187,11 @@ def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = 
     with tempfile.TemporaryDirectory(prefix="swiftkit-train-ab-") as tmp:
         root = Path(workdir or tmp)
         overrides = [*tiny_inputs(root), f"num_train_epochs={epochs}"]
+        cpus = sorted(os.sched_getaffinity(0))[:2] if side_by_side else []
+        if side_by_side:
+            if len(cpus) < 2:
+                raise RuntimeError("--side-by-side needs 2 CPUs")
+            overrides += ["launch.nproc_per_node=1", "global_batch_size=1"]
         bin_dir = Path(sys.executable).parent
         swiftkit = ([str(bin_dir / "swiftkit")] if (bin_dir / "swiftkit").exists()
                     else [sys.executable, "-m", "swiftkit.cli"])
@@ -177,13 +215,20 @@ def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = 
             raw_env = {**env, **p.env, "MASTER_PORT": str(_free_port())}  # swiftkit picks a free port too
             arms = [("swiftkit", swiftkit_cmd(root / f"sk-{i}"), env, root / f"sk-{i}"),
                     ("raw", [swift, *p.argv[1:]], raw_env, raw_dir)]
-            for name, cmd, arm_env, run_dir in (arms if i % 2 == 0 else arms[::-1]):
-                run = _arm_run(name, cmd, arm_env, run_dir)
+            if side_by_side:
+                started = [(name, run_dir, _start(cmd, arm_env, run_dir.parent / f"{run_dir.name}.out", cpu))
+                           for (name, cmd, arm_env, run_dir), cpu in zip(arms, cpus if i % 2 == 0 else cpus[::-1])]
+                done = [_arm_result(name, run_dir, *_finish(proc)) for name, run_dir, proc in started]
+            else:
+                done = [_arm_run(name, cmd, arm_env, run_dir)
+                        for name, cmd, arm_env, run_dir in (arms if i % 2 == 0 else arms[::-1])]
+            for run in done:
+                name = run.arm
                 runs.append(run)
                 say(f"train: pair {i + 1} {name:8s} wall {run.wall_s:6.1f} s, CPU {run.cpu_s:6.1f} s, trainer "
                     f"{run.runtime_s:5.1f} s, outside the loop {run.outside_s:5.1f} s, steady "
                     f"{run.steady_steps_per_s:.3f} steps/s")
-        return Comparison(runs, cold, warm)
+        return Comparison(runs, cold, warm, side_by_side)
 
 
 def report(c: Comparison, say: Callable[[str], None] = _say) -> None:
@@ -191,19 +236,20 @@ def report(c: Comparison, say: Callable[[str], None] = _say) -> None:
     import statistics
 
     sk, raw = c.arm("swiftkit"), c.arm("raw")
-    say(f"train: swiftkit/raw over {len(sk)} interleaved pairs: wall {_spread(c.ratios('wall_s'))}; steady "
+    how = "side-by-side pinned (1 process per arm)" if c.side_by_side else "interleaved"
+    say(f"train: swiftkit/raw over {len(sk)} {how} pairs: wall {_spread(c.ratios('wall_s'))}; steady "
         f"steps/s raw/swiftkit {_spread(c.ratios('steady_steps_per_s', invert=True))}; CPU "
         f"{_spread(c.ratios('cpu_s'))}; outside the loop swiftkit {statistics.median(r.outside_s for r in sk):.1f} s "
         f"vs raw {statistics.median(r.outside_s for r in raw):.1f} s (medians); targets: wall <= 1.05, "
         f"steps/s <= 1.02")
-    say(f"train: smoke_tiny tiny-qwen2 cpu 2 proc (swiftkit arm): "
+    say(f"train: smoke_tiny tiny-qwen2 cpu {1 if c.side_by_side else 2} proc (swiftkit arm): "
         f"{statistics.median(r.samples_per_second for r in sk):.2f} samples/s, "
         f"{statistics.median(r.samples_per_second * r.mean_tokens for r in sk):.0f} train tokens/s "
         f"({sk[0].mean_tokens:.1f} tok/sample; ms-swift logging.jsonl)")
 
 
-def run(pairs: int = PAIRS, epochs: int = AB_EPOCHS) -> Comparison:
-    c = compare(pairs, epochs)
+def run(pairs: int = PAIRS, epochs: int = AB_EPOCHS, side_by_side: bool = False) -> Comparison:
+    c = compare(pairs, epochs, side_by_side=side_by_side)
     report(c)
     return c
 
@@ -214,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="swiftkit train vs the raw swift sft line (interleaved A/B)")
     parser.add_argument("--pairs", type=int, default=PAIRS)
     parser.add_argument("--epochs", type=int, default=AB_EPOCHS)
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="run each pair's arms at once, one process each, pinned to a CPU each (swapped per pair)")
     args = parser.parse_args(argv)
-    run(args.pairs, args.epochs)
+    run(args.pairs, args.epochs, args.side_by_side)
     return 0
 
 

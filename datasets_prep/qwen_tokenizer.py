@@ -8,9 +8,8 @@ at 151643/151644/151645. The result is saved once under the cache folder and reu
 Building needs transformers (and so torch). Prep counts tokens with neither the build nor the cache:
 :func:`load_qwen_encoding` reads the same ranks into ``tiktoken`` (a dependency of dashscope itself), the library
 ``qwen.tiktoken`` was written for: the same byte-level BPE, split pattern and special ids, so the same ids, loaded in
-a third of the time ``tokenizers`` takes to read the converted tokenizer.json and encoded about 2.5x faster
-(tests/test_prep_fast.py checks the ids and that prep imports no transformers or torch; ``python -m
-benchmarks.tokens_bench`` measures). The converted tokenizer (:func:`load_qwen_backend`) is still what prep cuts an
+about a third of the time ``tokenizers`` takes to read the converted tokenizer.json (tests/test_prep_fast.py checks
+the ids and that prep imports no transformers or torch; ``python -m benchmarks.tokens_bench`` measures the counting). The converted tokenizer (:func:`load_qwen_backend`) is still what prep cuts an
 over-long answer with (``--over-length truncate`` needs character offsets) and what a training run's tokenizer is.
 """
 from __future__ import annotations

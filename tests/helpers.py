@@ -159,26 +159,34 @@ def copy_run(run: Path, dest: Path) -> Path:
     return dest
 
 
-def smoke_run(tmp_path_factory) -> dict:
-    """`swiftkit smoke` (prep, tiny model, the real launcher with 2 CPU ranks, check, infer), run once per
-    session: its persona run is what the smoke, export and template tests look at. Returns exit code, printed
-    summary and paths."""
+def run_smoke_command(command: str, data_dir: Path | str, model_dir: Path | str,
+                      runs_root: Path | str) -> tuple[int, str]:
+    """``swiftkit COMMAND --quiet`` (smoke, smoke-grpo, smoke-dpo) in this process with its folders: (exit code,
+    what it printed: the summary rows ``swiftkit.dev.smoke.parse_summary`` reads)."""
     import contextlib
     import io
 
     from swiftkit.cli import main
 
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([command, "--quiet", "--data-dir", str(data_dir), "--model-dir", str(model_dir),
+                     "--runs-root", str(runs_root)])
+    return code, out.getvalue()
+
+
+def smoke_run(tmp_path_factory) -> dict:
+    """`swiftkit smoke` (prep, tiny model, the real launcher with 2 CPU ranks, check, infer), run once per
+    session: its persona run is what the smoke, export and template tests look at. Returns exit code, printed
+    summary and paths."""
     root = base(tmp_path_factory) / "smoke"
     cached = root / "result.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     paths = {"data_dir": str(root / "data"), "model_dir": str(root / "models" / "tiny-qwen2"),
              "runs_root": str(root / "runs")}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["smoke", "--quiet", "--data-dir", paths["data_dir"], "--model-dir", paths["model_dir"],
-                           "--runs-root", paths["runs_root"]])
+    code, text = run_smoke_command("smoke", **paths)
     runs = sorted((root / "runs" / "smoke_tiny").glob("v*"))
-    result = {"code": code, "out": out.getvalue(), **paths, "run": str(runs[-1]) if runs else None}
+    result = {"code": code, "out": text, **paths, "run": str(runs[-1]) if runs else None}
     cached.write_text(json.dumps(result))
     return result

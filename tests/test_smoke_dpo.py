@@ -2,16 +2,14 @@
 through the launcher and worker. Its verdict's rules are tested without training in tests/test_dpo.py."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from swiftkit.cli import main as cli_main
 from swiftkit.dev import smoke
+from tests.helpers import run_smoke_command
 
 GAP_LINE = re.compile(r"^\s+(?P<before>[+-]\d+\.\d+) ->\s+(?P<after>[+-]\d+\.\d+)\s+\((?P<source>\w+)\)")
 
@@ -19,11 +17,7 @@ GAP_LINE = re.compile(r"^\s+(?P<before>[+-]\d+\.\d+) ->\s+(?P<after>[+-]\d+\.\d+
 @pytest.mark.slow
 def test_smoke_dpo_end_to_end(tmp_path, tiny_model_dir):
     """The session's tiny model (the same bytes the smoke builds) is reused, not rebuilt."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = cli_main(["smoke-dpo", "--quiet", "--data-dir", str(tmp_path / "data"), "--model-dir",
-                         str(tiny_model_dir), "--runs-root", str(tmp_path / "runs")])
-    text = out.getvalue()
+    code, text = run_smoke_command("smoke-dpo", tmp_path / "data", tiny_model_dir, tmp_path / "runs")
     print(text)
     assert code == 0, text
     rows = smoke.parse_summary(text)

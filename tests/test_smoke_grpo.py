@@ -1,16 +1,14 @@
 """The GRPO smoke (`make smoke-grpo`) end to end, and that its verdict fails on runs that did not really do GRPO."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from swiftkit.cli import main as cli_main
 from swiftkit.dev import smoke, smoke_grpo
+from tests.helpers import run_smoke_command
 
 
 def _log(run: Path, steps: list[dict]) -> None:
@@ -56,11 +54,8 @@ def test_verdict_fails_without_spread_rewards_or_finite_loss(tmp_path):
 @pytest.mark.slow
 def test_smoke_grpo_end_to_end(tmp_path):
     """Prep, tiny model, SFT warm-up (1 process), GRPO on 2 CPU processes through the launcher and worker."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = cli_main(["smoke-grpo", "--quiet", "--data-dir", str(tmp_path / "data"), "--model-dir",
-                         str(tmp_path / "models" / "tiny-qwen2"), "--runs-root", str(tmp_path / "runs")])
-    text = out.getvalue()
+    code, text = run_smoke_command("smoke-grpo", tmp_path / "data", tmp_path / "models" / "tiny-qwen2",
+                                   tmp_path / "runs")
     print(text)
     assert code == 0, text
     rows = smoke.parse_summary(text)

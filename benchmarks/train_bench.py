@@ -223,9 +223,8 @@ def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = 
                 done = [_arm_run(name, cmd, arm_env, run_dir)
                         for name, cmd, arm_env, run_dir in (arms if i % 2 == 0 else arms[::-1])]
             for run in done:
-                name = run.arm
                 runs.append(run)
-                say(f"train: pair {i + 1} {name:8s} wall {run.wall_s:6.1f} s, CPU {run.cpu_s:6.1f} s, trainer "
+                say(f"train: pair {i + 1} {run.arm:8s} wall {run.wall_s:6.1f} s, CPU {run.cpu_s:6.1f} s, trainer "
                     f"{run.runtime_s:5.1f} s, outside the loop {run.outside_s:5.1f} s, steady "
                     f"{run.steady_steps_per_s:.3f} steps/s")
         return Comparison(runs, cold, warm, side_by_side)

@@ -262,7 +262,13 @@ def model_states(s: Setup) -> tuple[float, float, float, str]:
         opt = 2 * wb if s.optimizer == "adamw" else 2
         how = (f"plain PyTorch: weights, gradients and AdamW states in {'the weights dtype' if wb == s.dtype_bytes else 'fp32'}"
                f" ({wb} + {wb} + {opt} bytes per trained parameter)")
-        return frozen_bytes + wb * trained, wb * trained, opt * trained, how
+        grads = wb * trained
+        if n > 1:
+            # DDP's reducer all-reduces through flat buckets that hold a second copy of every gradient unless
+            # gradient_as_bucket_view is on, and transformers' Trainer leaves it off.
+            grads += wb * trained
+            how += f"; DDP over {n}: its gradient buckets, a second copy of the gradients"
+        return frozen_bytes + wb * trained, grads, opt * trained, how
     if zero == "zero3":
         # DeepSpeed: 4·largest_layer + 18P/N; the frozen base is partitioned too
         return (frozen_bytes / n + 4 * shape.largest_layer(), 6 * trained / n, 12 * trained / n,

@@ -18,9 +18,11 @@ Run one after the other, the arms meet different minutes of a shared machine: on
 steady rate moves by up to +-8 % from run to run, more than the 2 % the wrapper may cost. ``--side-by-side`` runs
 each pair's two arms at the same time instead, one training process each (``launch.nproc_per_node=1``), each arm and
 every process it starts pinned to its own CPU (``sched_setaffinity``, swapped every pair), so a slow minute is slow
-for both; it measures the wrapper on one process, not the 2-process DDP run.
+for both; it measures the wrapper on one process. ``--side-by-side --ddp`` keeps the recipe's 2-process DDP run
+(gloo, the same global batch) in each arm, both ranks of an arm on that arm's one CPU: the wrapper with two ranks'
+output to read and shims in each rank, at half the speed of 2 CPUs.
 
-  python -m benchmarks.train_bench [--pairs 3] [--epochs 10] [--side-by-side]   # alone
+  python -m benchmarks.train_bench [--pairs 3] [--epochs 10] [--side-by-side [--ddp]]   # alone
   python -m benchmarks.run train                               # as a `make bench` section
 """
 from __future__ import annotations
@@ -153,6 +155,8 @@ class Comparison:
     cold_preflight_cpu_s: float
     warm_preflight_cpu_s: float
     side_by_side: bool = False
+    ddp: bool = True
+    """Each swiftkit run was the recipe's 2-process DDP run (False: one process per arm, side by side)."""
 
     def arm(self, name: str) -> list[ArmRun]:
         return [r for r in self.runs if r.arm == name]
@@ -175,10 +179,11 @@ def _spread(values: list[float], fmt: str = ".3f") -> str:
 
 
 def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = None,
-            say: Callable[[str], None] = _say, side_by_side: bool = False) -> Comparison:
+            say: Callable[[str], None] = _say, side_by_side: bool = False, ddp: bool = False) -> Comparison:
     """The interleaved A/B of the module docstring, under ``workdir`` (a temp folder when None). ``side_by_side``:
     each pair's two arms run at the same time, one training process each, each arm pinned to its own CPU (swapped
-    every pair), so that what slows the machine for a minute slows both arms alike."""
+    every pair), so that what slows the machine for a minute slows both arms alike; with ``ddp`` each arm keeps the
+    recipe's 2 processes, on its one CPU."""
     import os
 
     from benchmarks.tinyrun import tiny_inputs
@@ -191,7 +196,8 @@ def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = 
         if side_by_side:
             if len(cpus) < 2:
                 raise RuntimeError("--side-by-side needs 2 CPUs")
-            overrides += ["launch.nproc_per_node=1", "global_batch_size=1"]
+            if not ddp:
+                overrides += ["launch.nproc_per_node=1", "global_batch_size=1"]
         bin_dir = Path(sys.executable).parent
         swiftkit = ([str(bin_dir / "swiftkit")] if (bin_dir / "swiftkit").exists()
                     else [sys.executable, "-m", "swiftkit.cli"])
@@ -227,7 +233,7 @@ def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = 
                 say(f"train: pair {i + 1} {run.arm:8s} wall {run.wall_s:6.1f} s, CPU {run.cpu_s:6.1f} s, trainer "
                     f"{run.runtime_s:5.1f} s, outside the loop {run.outside_s:5.1f} s, steady "
                     f"{run.steady_steps_per_s:.3f} steps/s")
-        return Comparison(runs, cold, warm, side_by_side)
+        return Comparison(runs, cold, warm, side_by_side, ddp or not side_by_side)
 
 
 def report(c: Comparison, say: Callable[[str], None] = _say) -> None:
@@ -235,20 +241,21 @@ def report(c: Comparison, say: Callable[[str], None] = _say) -> None:
     import statistics
 
     sk, raw = c.arm("swiftkit"), c.arm("raw")
-    how = "side-by-side pinned (1 process per arm)" if c.side_by_side else "interleaved"
+    how = ("interleaved" if not c.side_by_side else
+           "side-by-side pinned (2 DDP processes on 1 CPU per arm)" if c.ddp else "side-by-side pinned (1 process per arm)")
     say(f"train: swiftkit/raw over {len(sk)} {how} pairs: wall {_spread(c.ratios('wall_s'))}; steady "
         f"steps/s raw/swiftkit {_spread(c.ratios('steady_steps_per_s', invert=True))}; CPU "
         f"{_spread(c.ratios('cpu_s'))}; outside the loop swiftkit {statistics.median(r.outside_s for r in sk):.1f} s "
         f"vs raw {statistics.median(r.outside_s for r in raw):.1f} s (medians); targets: wall <= 1.05, "
         f"steps/s <= 1.02")
-    say(f"train: smoke_tiny tiny-qwen2 cpu {1 if c.side_by_side else 2} proc (swiftkit arm): "
+    say(f"train: smoke_tiny tiny-qwen2 cpu {2 if c.ddp else 1} proc (swiftkit arm): "
         f"{statistics.median(r.samples_per_second for r in sk):.2f} samples/s, "
         f"{statistics.median(r.samples_per_second * r.mean_tokens for r in sk):.0f} train tokens/s "
         f"({sk[0].mean_tokens:.1f} tok/sample; ms-swift logging.jsonl)")
 
 
-def run(pairs: int = PAIRS, epochs: int = AB_EPOCHS, side_by_side: bool = False) -> Comparison:
-    c = compare(pairs, epochs, side_by_side=side_by_side)
+def run(pairs: int = PAIRS, epochs: int = AB_EPOCHS, side_by_side: bool = False, ddp: bool = False) -> Comparison:
+    c = compare(pairs, epochs, side_by_side=side_by_side, ddp=ddp)
     report(c)
     return c
 
@@ -261,8 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=AB_EPOCHS)
     parser.add_argument("--side-by-side", action="store_true",
                         help="run each pair's arms at once, one process each, pinned to a CPU each (swapped per pair)")
+    parser.add_argument("--ddp", action="store_true",
+                        help="with --side-by-side: each arm keeps the recipe's 2 DDP processes, both on its one CPU")
     args = parser.parse_args(argv)
-    run(args.pairs, args.epochs, args.side_by_side)
+    if args.ddp and not args.side_by_side:
+        parser.error("--ddp goes with --side-by-side (interleaved runs are always the 2-process DDP run)")
+    run(args.pairs, args.epochs, args.side_by_side, args.ddp)
     return 0
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from swiftkit.dev import smoke
+from swiftkit.evaluate.drift import drift_summary
+from swiftkit.run.rundir import read_samples
 from tests.helpers import run_smoke_command
 
 GAP_LINE = re.compile(r"^\s+(?P<before>[+-]\d+\.\d+) ->\s+(?P<after>[+-]\d+\.\d+)\s+\((?P<source>\w+)\)")
@@ -35,3 +37,9 @@ def test_smoke_dpo_end_to_end(tmp_path, tiny_model_dir):
     model = [g for g in gaps if g["source"] == "model"]
     assert model and all(float(g["before"]) < 0 for g in model), gaps
     assert all(float(g["after"]) > 0 for g in gaps), gaps
+    # Drift watched during DPO (the recipe's watch, every 8 steps): at step 0 the warm-up's weights claim to be Qwen
+    # on every identity question; by the last step DPO has taken the claim away from some of them at least.
+    drift = drift_summary(read_samples(run), "沐雪")["steps"]
+    assert [s["step"] for s in drift] == [0, 8, 16, 24]
+    assert drift[0]["claims"][0] == drift[0]["claims"][1] > 0, drift[0]
+    assert drift[-1]["claims"][0] < drift[0]["claims"][0], drift

@@ -222,6 +222,16 @@ def smoke_dpo(
     return DpoSmokeResult(sft_run, pairs_dir, dpo_run, made.rejected_from, verdict, step.timings)
 
 
+def _drift_claims(dpo_run: Path) -> str:
+    """The recipe's watch, by step: identity answers that claim a base identity, of those asked (`swiftkit eval`
+    charts the same rows)."""
+    from swiftkit.evaluate.drift import drift_summary
+    from swiftkit.run.rundir import read_samples
+
+    steps = drift_summary(read_samples(dpo_run), None)["steps"]
+    return ", ".join(f"{s['step']}: {s['claims'][0]}/{s['claims'][1]}" for s in steps) or "-"
+
+
 def summary(result: DpoSmokeResult) -> str:
     """Per-step margins, per-pair log-likelihood gaps, then the verdict rows (``key  value``, parsed back by
     smoke.parse_summary)."""
@@ -242,6 +252,7 @@ def summary(result: DpoSmokeResult) -> str:
         ("margin first -> last3", f"{margins[0]:+.3f} -> {sum(margins[-3:]) / 3:+.3f}" if len(margins) >= 3 else "-"),
         ("min gap after", f"{min(p['after'] for p in v.pairs):+.2f}" if v.pairs else "-"),
         ("mean gap model pairs", f"{sum(generated) / len(generated):+.2f}" if generated else "-"),
+        ("claims Qwen by step", _drift_claims(result.dpo_run)),
         ("smoke-dpo", "PASS" if result.ok else "FAIL"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -12,7 +12,9 @@ Passes only when the preference margin ms-swift logs (rewards/margins) rises by 
 step to the mean of the last three, and, measured with the trained weights (log-likelihood of each answer after its
 prompt, through the checkpoint's saved template), every pair's chosen answer out-scores its rejected one and the
 pairs whose rejected answer the warmed model generated do so by 5 nats or more on average. The warm-up's figures
-are printed beside them: there the model prefers its own Qwen answers.
+are printed beside them: there the model prefers its own Qwen answers. The DPO recipe watches drift every 8 steps
+(RUN/samples/): "claims Qwen by step" counts the identity answers that still claim a base identity, and `swiftkit eval
+RUN --prompts data/muice/val.jsonl --base <warm-up checkpoint>` charts them beside the stress suite.
 
 examples:
   swiftkit smoke-dpo

@@ -18,7 +18,7 @@ RUN --prompts data/muice/val.jsonl --base <warm-up checkpoint>` charts them besi
 
 examples:
   swiftkit smoke-dpo
-  swiftkit smoke-dpo --runs-root /tmp/runs --set dpo.beta=0.2
+  swiftkit smoke-dpo --runs-root /tmp/runs --set dpo.beta=0.02
 """
 from __future__ import annotations
 

@@ -401,12 +401,34 @@ def test_lora_with_zero2_trains_on_two_cpu_processes(tmp_path, monkeypatch):
     _write_data(tmp_path)
     build_tiny_model(tmp_path / "models" / "tiny-qwen2")
     monkeypatch.chdir(tmp_path)
-    run = launch.train("smoke_tiny", overrides=["train_type=lora", "lora={rank: 8}", "launch.deepspeed=zero2",
-                                               "max_steps=3"])
+    overrides = ["train_type=lora", "lora={rank: 8}", "launch.deepspeed=zero2", "max_steps=3", "save_only_model=false"]
+    run = launch.train("smoke_tiny", overrides=overrides)
     info = json.loads((run / "swiftkit_run.json").read_text())
     assert info["argv"][info["argv"].index("--deepspeed") + 1] == "zero2" and info["train_type"] == "lora"
     assert [h["loss"] for h in json.loads((run / "result.json").read_text())["log_history"] if "loss" in h]
     assert (run / "checkpoint-3" / "adapter_config.json").is_file()
+    # The estimate's ZeRO-2 optimizer term (fp32 master copy + two Adam states of the trained parameters, 12P/N per
+    # process) against what each process of this run held: the tensors of its saved optimizer partition.
+    import torch
+
+    from swiftkit.train.recipes import load_recipe
+    from swiftkit.train.sizing import model_states, setup_for, shape_from_config
+
+    shape = shape_from_config(json.loads((tmp_path / "models" / "tiny-qwen2" / "config.json").read_text()))
+    estimated = model_states(setup_for(load_recipe("smoke_tiny", overrides), 2, shape))[2]
+    files = sorted((run / "checkpoint-3").glob("global_step*/*optim_states.pt"))
+    assert len(files) == 2
+
+    def tensor_bytes(value) -> int:
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size() if value.numel() > 1 else 0  # not Adam's step counters
+        if isinstance(value, dict):
+            return sum(tensor_bytes(v) for v in value.values())
+        return sum(tensor_bytes(v) for v in value) if isinstance(value, (list, tuple)) else 0
+
+    for f in files:
+        held = tensor_bytes(torch.load(f, map_location="cpu", weights_only=False)["optimizer_state_dict"])
+        assert held == pytest.approx(estimated, rel=0.02), (f.name, held, estimated)
 
 
 def test_a_hub_token_reaches_training_only_when_the_hub_is_needed(workspace):

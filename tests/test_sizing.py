@@ -24,6 +24,7 @@ from swiftkit.train.sizing import (
     find_shape,
     gpu,
     model_states,
+    setup_for,
     shape_from_config,
     size_recipe,
     timing,
@@ -278,3 +279,56 @@ def test_preflight_refuses_a_plan_that_cannot_fit_in_one_line():
     forced = memory_check(override, Cluster(1), [16 * GIB])
     assert forced.ok and "training anyway (launch.memory_check false)" in forced.message
     assert memory_check(recipe, Cluster(1), []).message == "not estimated: no GPU memory visible"
+
+
+# ---- GRPO: the colocated rollout engine beside the trainer ----------------------------------------------------------
+
+def _grpo(recipe: str, *sets: str, gpu_type: str = "A100-80G"):
+    return size_recipe(load_recipe(recipe, list(sets)), 1, gpu_type=gpu_type)
+
+
+def test_grpo_counts_the_engine_in_both_phases():
+    """The training step holds vLLM's whole share only without sleep mode; the generation phase holds the share and
+    what the trainer keeps (weights, optimizer, framework: not the gradients), less what is offloaded."""
+    card = 80 * GIB
+    awake = _grpo("actions_grpo", "grpo.rollout.sleep_level=0").estimate
+    asleep = _grpo("actions_grpo").estimate  # sleep_level 1
+    share = 0.4 * card
+    assert awake.part("rollout") == pytest.approx(share, abs=1) and asleep.part("rollout") == 0
+    assert awake.total - asleep.total == pytest.approx(share, abs=1)
+    kept = asleep.part("weights") + asleep.part("optimizer") + asleep.part("framework")
+    assert asleep.rollout[0] == pytest.approx(share + kept, abs=2)
+    assert asleep.peak == asleep.rollout[0] > asleep.total  # LoRA: generation is the peak here
+    offloaded = _grpo("actions_grpo", "grpo.rollout.offload_model=true", "grpo.rollout.offload_optimizer=true")
+    assert offloaded.estimate.rollout[0] == pytest.approx(share + asleep.part("framework"), abs=2)
+    assert "(weights and optimizer offloaded to CPU)" in offloaded.estimate.rollout[1]
+    # full GRPO with a KL term loads the starting weights again as the reference; beta 0 does not
+    full = _grpo("medical_r1_grpo").estimate
+    assert full.part("reference") == full.part("weights") > 0
+    assert _grpo("medical_r1_grpo", "grpo.beta=0").estimate.part("reference") == 0
+
+
+def test_grpo_verdict_uses_the_peak_and_names_a_share_too_small_for_the_engine():
+    small = _grpo("actions_grpo", gpu_type="4090")  # 8B: bf16 engine weights ~15 GiB in a 0.4 x 24 GiB share
+    assert small.verdict == "does not fit"
+    assert "set grpo.rollout.gpu_memory_utilization to 0.7 or more" in small.estimate.rollout[1]
+    lines = "\n".join(small.lines())
+    assert "#   generation " in lines and "#   peak " in lines and "(the training step)" in lines
+    assert "time: not estimated for GRPO" in lines
+    roomy = _grpo("medical_r1_grpo")
+    assert roomy.verdict == "fits" and roomy.to_json()["per_gpu_gib"]["peak"] == round(roomy.estimate.peak / GIB, 2)
+    # no card: the engine's share is unknown and said so; no verdict
+    unnamed = size_recipe(load_recipe("actions_grpo"), 1)
+    assert unnamed.verdict is None and unnamed.estimate.rollout is None
+    assert any("gpu_memory_utilization 0.4 of the card" in a for a in unnamed.estimate.assumptions)
+
+
+def test_grpo_preflight_refuses_when_generation_does_not_fit():
+    recipe = load_recipe("actions_grpo")
+    setup = setup_for(recipe, 1, find_shape(recipe.model, recipe.hub)[0])
+    assert estimate(setup).total < 32 * GIB  # the training step alone would fit a 32 GiB card
+    check = memory_check(recipe, Cluster(1), [32 * GIB])  # generation: the engine's ~16.5 GiB + the trainer's ~16.2
+    assert not check.ok and "\n" not in check.message, check.message
+    assert check.message.startswith("~32.6 GiB per GPU estimated, 32.0 GiB on the smallest visible GPU: does not fit; "
+                                    "try --set grpo.rollout.offload_model=true (~24.5 GiB)")
+    assert memory_check(recipe, Cluster(1), [80 * GIB]).ok

@@ -401,10 +401,15 @@ def preflight(
 def memory_check(recipe: Recipe, cluster: Cluster, memory: list[int]) -> Check:
     """The estimated memory per GPU (swiftkit.train.sizing) against the smallest of the GPUs this node's processes
     use, before any model loads. ``launch.memory_check: false`` reports the shortfall without refusing."""
-    from swiftkit.train.sizing import GIB, TIGHT, estimate, find_shape, fixes, setup_for
+    from swiftkit.train.sizing import (
+        GIB,
+        TIGHT,
+        find_shape,
+        fixes,
+        recipe_estimate,
+        setup_for,
+    )
 
-    if recipe.grpo is not None:
-        return Check("memory", True, "GRPO: not estimated (the rollout engine shares each GPU)")
     try:
         shape, source = find_shape(recipe.model, recipe.hub)
     except SwiftkitError as exc:
@@ -413,7 +418,8 @@ def memory_check(recipe: Recipe, cluster: Cluster, memory: list[int]) -> Check:
     if shape is None or not used:
         return Check("memory", True, f"not estimated: {source if shape is None else 'no GPU memory visible'}")
     setup = setup_for(recipe, cluster.world_size, shape)
-    need, have = estimate(setup).total, min(used)
+    have = min(used)
+    need = recipe_estimate(recipe, setup, have).peak
     said = f"~{need / GIB:.1f} GiB per GPU estimated, {have / GIB:.1f} GiB on the smallest visible GPU"
     if need <= have:
         return Check("memory", True, said + (" (tight)" if need > TIGHT * have else ""))

@@ -177,8 +177,9 @@ class RolloutSpec(_Strict):
                                           "(--vllm_gpu_memory_utilization); the rest is the trainer's.")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm_colocate: GPUs per vLLM engine "
                                       "(--vllm_tensor_parallel_size); must divide the GPUs per node.")
-    sleep_level: Literal[0, 1, 2] = Field(0, description="vllm_colocate: release vLLM memory during the training "
-                                          "step: 0 never, 1 KV cache, 2 KV cache and weights (--sleep_level).")
+    sleep_level: Literal[0, 1, 2] = Field(0, description="vllm_colocate: put vLLM to sleep during the training "
+                                          "step (--sleep_level): 0 never; 1 and 2 free its weights and KV cache "
+                                          "from the GPU, 1 backing the weights up in CPU memory, 2 dropping them.")
     offload_model: bool = Field(False, description="vllm_colocate: move the training model to CPU while vLLM "
                                 "generates (--offload_model).")
     offload_optimizer: bool = Field(False, description="vllm_colocate: same for the optimizer state "

@@ -18,6 +18,8 @@ Memory per GPU, by component:
 - logits and loss: tokens × vocab × 12 bytes (the fp32 log-softmax, its gradient and the gradient's input, alive
   together in backward); Liger's fused linear cross entropy never builds it (tokens × hidden × 4 instead).
 - framework overhead: CUDA context, cuBLAS/NCCL workspaces and allocator slack (1 GiB), and DeepSpeed's buckets.
+- GRPO with a colocated vLLM (:func:`recipe_estimate`): the engine's share of the card in the training step (all of
+  it without sleep mode, none asleep) and a second phase, generation: the share plus what the trainer keeps.
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ FRAMEWORK_BYTES = 1 * GIB
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
 """Bytes per weight of bitsandbytes NF4 with double quantization: 4 bits, an 8-bit absmax per block of 64, an fp32
 scale per 256 blocks."""
+ENGINE_ROOM = 1.1
+"""A colocated vLLM needs its bf16 weights and at least this much more for a KV cache and its activations."""
 TIGHT = 0.9
 """A total above this share of the card's memory is "tight": fragmentation or a longer batch can tip it over."""
 DEFAULT_MFU = 0.35
@@ -230,13 +234,22 @@ class Estimate:
 
     components: list[tuple[str, int, str]] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    rollout: Optional[tuple[int, str]] = None
+    """GRPO with a colocated vLLM: the generation phase's bytes per GPU and how they were counted (the components
+    are the training step's); None for every other run."""
 
     def add(self, name: str, nbytes: float, note: str) -> None:
         self.components.append((name, int(nbytes), note))
 
     @property
     def total(self) -> int:
+        """The training step's bytes per GPU: the sum of the components."""
         return sum(b for _, b, _ in self.components)
+
+    @property
+    def peak(self) -> int:
+        """What a GPU must hold: the training step, or GRPO's generation phase where that is larger."""
+        return max(self.total, self.rollout[0] if self.rollout else 0)
 
     def part(self, name: str) -> int:
         return sum(b for n, b, _ in self.components if n == name)
@@ -310,7 +323,7 @@ def estimate(s: Setup) -> Estimate:
     e.add("optimizer", optim, "8-bit AdamW states (2 bytes)" if s.optimizer == "adamw_8bit" else "AdamW, 2 states")
     if s.reference:  # no gradients or optimizer; ZeRO-3 partitions it like the trained weights
         share = s.world if s.zero in ("zero3", "zero3_offload") else 1
-        e.add("reference", sh.params() * s.dtype_bytes / share, "DPO: a frozen copy of the starting weights")
+        e.add("reference", sh.params() * s.dtype_bytes / share, "a frozen copy of the starting weights (DPO; GRPO's KL)")
     layer = layer_activation_bytes(s) * t
     if s.gradient_checkpointing:
         e.add("activations", sh.layers * t * sh.hidden * s.dtype_bytes + layer + 2 * t * sh.hidden * s.dtype_bytes,
@@ -345,10 +358,13 @@ def setup_for(recipe: "Recipe", world: int, shape: ModelShape, *, liger: bool = 
     """The estimate's view of a recipe on ``world`` processes. DeepSpeed only with 2+ processes (as the plan)."""
     lora = recipe.lora
     pairs = recipe.dpo is not None  # DPO: each sample is a chosen and a rejected sequence, one forward each
+    # full DPO, and full GRPO with a KL term, load the starting weights a second time as the frozen reference; LoRA
+    # takes the base with the adapter switched off
+    kl = pairs or (recipe.grpo is not None and recipe.grpo.beta > 0)
     return Setup(
         shape=shape, train_type=recipe.run_train_type, seq_len=recipe.max_length,
         micro_batch=recipe.per_device_batch_size * (2 if pairs else 1), world=world,
-        reference=pairs and recipe.train_type == "full",
+        reference=kl and recipe.train_type == "full",
         zero=recipe.launch.deepspeed if world > 1 else None,
         gradient_checkpointing=recipe.gradient_checkpointing,
         dtype_bytes=4 if recipe.torch_dtype == "float32" else 2,
@@ -423,6 +439,47 @@ def timing(recipe: "Recipe", shape: ModelShape, stats: DataStats, world: int, ca
 
 # ---- verdict and fixes -------------------------------------------------------------------------------------------------
 
+def recipe_estimate(recipe: "Recipe", setup: Setup, memory_bytes: Optional[int] = None) -> Estimate:
+    """:func:`estimate` of the recipe's training step, and for GRPO with a colocated vLLM what the engine holds on
+    each GPU (``memory_bytes``: the card's memory, which vLLM takes its share of; None: not known, said in the
+    assumptions). The engine takes ``gpu_memory_utilization`` of the card while it generates; during the training
+    step it keeps all of it (sleep_level 0) or releases it (1: its weights backed up in CPU memory, 2: dropped; vLLM's
+    sleep mode frees the weights and the KV cache from the GPU at either level). While it generates, the trainer keeps its weights and optimizer states on the GPU unless offload_model /
+    offload_optimizer move them to CPU memory (gradients are freed after each optimizer step)."""
+    e = estimate(setup)
+    ro = recipe.grpo.rollout if recipe.grpo is not None else None
+    if ro is None or ro.backend != "vllm_colocate":
+        if ro is not None:
+            e.assumptions.append(f"GRPO rollouts by {ro.backend}: no engine on the training GPUs")
+        return e
+    if memory_bytes is None:
+        e.assumptions.append(f"plus vLLM's share while it generates: gpu_memory_utilization {ro.gpu_memory_utilization:g} "
+                             "of the card (name one with --gpu-type)")
+        return e
+    share = ro.gpu_memory_utilization * memory_bytes
+    asleep = share if ro.sleep_level == 0 else 0.0
+    e.add("rollout", asleep, f"vLLM during the step, sleep_level {ro.sleep_level}: " +
+          ("all of its share kept" if ro.sleep_level == 0 else "asleep, its weights and KV cache off the GPU"))
+    kept = e.part("framework")
+    if not ro.offload_model:
+        kept += e.part("weights") + e.part("reference")
+    if not ro.offload_optimizer:
+        kept += e.part("optimizer")
+    offloaded = [name for name, on in (("weights", ro.offload_model), ("optimizer", ro.offload_optimizer)) if on]
+    # the engine's own bf16 weights (split over its tensor-parallel GPUs) and room for a KV cache must fit its share,
+    # or vLLM refuses to start
+    engine_floor = ENGINE_ROOM * setup.shape.params() * 2 / ro.tensor_parallel_size
+    engine = max(share, engine_floor)
+    least = math.ceil(engine_floor / memory_bytes * 20) / 20
+    short = (f"; the share cannot hold the engine's weights and a KV cache (~{engine_floor / GIB:.1f} GiB, counted "
+             f"instead): set grpo.rollout.gpu_memory_utilization to {least:g} or more" if engine_floor > share else "")
+    e.rollout = (int(engine + kept), f"vLLM's share {ro.gpu_memory_utilization:g} x {memory_bytes / GIB:g} GiB = "
+                 f"{share / GIB:.2f} GiB + the trainer's {'framework' if offloaded else 'weights, optimizer and framework'}"
+                 f" kept {kept / GIB:.2f} GiB" + (f" ({' and '.join(offloaded)} offloaded to CPU)" if offloaded else "")
+                 + short)
+    return e
+
+
 def verdict(total: int, memory_bytes: int) -> str:
     if total <= TIGHT * memory_bytes:
         return "fits"
@@ -444,16 +501,26 @@ def fixes(recipe: "Recipe", setup: Setup, memory_bytes: int) -> list[str]:
         length //= 2
     if setup.train_type == "full":
         out.append(("--set train_type=lora --set lora.rank=8", replace(setup, train_type="lora", lora_rank=8,
-                                                                     lora_targets=("all-linear",))))
+                                                                     lora_targets=("all-linear",), reference=False)))
     if setup.train_type != "qlora":
         out.append(("--set lora.qlora=true" if setup.train_type == "lora" else
                     "--set train_type=lora --set lora.qlora=true",
-                    replace(setup, train_type="qlora", lora_targets=setup.lora_targets or ("all-linear",))))
+                    replace(setup, train_type="qlora", lora_targets=setup.lora_targets or ("all-linear",),
+                            reference=False)))
     for gpus in (2, 4, 8, 16):
         if gpus > setup.world:
             out.append((f"--gpus {gpus} --set launch.deepspeed=zero3", replace(setup, world=gpus, zero="zero3")))
-    return [f"{how} (~{estimate(s).total / GIB:.1f} GiB)" for how, s in out
-            if estimate(s).total <= TIGHT * memory_bytes][:3]
+    tried = [(how, recipe, s) for how, s in out]
+    ro = recipe.grpo.rollout if recipe.grpo is not None else None
+    if ro is not None and ro.backend == "vllm_colocate":  # the engine's own switches first: nothing else changes
+        rollout_fixes = [("sleep_level", 1)] if ro.sleep_level == 0 else []
+        rollout_fixes += [(name, True) for name in ("offload_optimizer", "offload_model") if not getattr(ro, name)]
+        for name, value in reversed(rollout_fixes):
+            changed = recipe.model_copy(update={"grpo": recipe.grpo.model_copy(update={
+                "rollout": ro.model_copy(update={name: value})})})
+            tried.insert(0, (f"--set grpo.rollout.{name}={str(value).lower()}", changed, setup))
+    peaks = [(how, recipe_estimate(r, s, memory_bytes).peak) for how, r, s in tried]
+    return [f"{how} (~{peak / GIB:.1f} GiB)" for how, peak in peaks if peak <= TIGHT * memory_bytes][:3]
 
 
 # ---- a recipe's report --------------------------------------------------------------------------------------------------
@@ -478,6 +545,10 @@ class Sizing:
         if self.estimate is not None:
             out["per_gpu_gib"] = {n: round(b / GIB, 2) for n, b, _ in self.estimate.components}
             out["per_gpu_gib"]["total"] = round(self.estimate.total / GIB, 2)
+            if self.estimate.rollout:
+                out["per_gpu_gib"]["generation"] = round(self.estimate.rollout[0] / GIB, 2)
+                out["per_gpu_gib"]["peak"] = round(self.estimate.peak / GIB, 2)
+                out["generation"] = self.estimate.rollout[1]
             out["components"] = [{"name": n, "gib": round(b / GIB, 2), "how": how}
                                  for n, b, how in self.estimate.components]
             out["assumptions"] = list(self.estimate.assumptions)
@@ -498,7 +569,10 @@ class Sizing:
         out = [f"# memory per GPU ({self.processes} process(es); shape from {self.shape_source}):"]
         for name, nbytes, how in e.components:
             out.append(f"#   {name:<12}{nbytes / GIB:7.2f} GiB  {how}")
-        out.append(f"#   {'total':<12}{e.total / GIB:7.2f} GiB")
+        out.append(f"#   {'total':<12}{e.total / GIB:7.2f} GiB" + (" (the training step)" if e.rollout else ""))
+        if e.rollout:
+            out.append(f"#   {'generation':<12}{e.rollout[0] / GIB:7.2f} GiB  {e.rollout[1]}")
+            out.append(f"#   {'peak':<12}{e.peak / GIB:7.2f} GiB")
         out.append("#   assuming " + "; ".join(e.assumptions))
         if self.gpu is not None:
             line = f"# verdict on {self.gpu.name} ({self.gpu.memory_gib:g} GiB): {self.verdict}"
@@ -533,9 +607,6 @@ def size_recipe(recipe: "Recipe", processes: int, *, gpu_type: Optional[str] = N
     card = gpu(gpu_type) if gpu_type else None
     if recipe.launch.device == "cpu":
         return Sizing(recipe.name, processes, "cpu recipe: no GPU memory to estimate (training runs in CPU memory)")
-    if recipe.grpo is not None:
-        return Sizing(recipe.name, processes, "GRPO: not estimated (the rollout engine shares each GPU; "
-                      f"grpo.rollout.gpu_memory_utilization {recipe.grpo.rollout.gpu_memory_utilization})")
     try:
         shape, source = find_shape(recipe.model, recipe.hub)
     except SwiftkitError as exc:  # a config.json that is there but does not describe a dense decoder
@@ -543,14 +614,17 @@ def size_recipe(recipe: "Recipe", processes: int, *, gpu_type: Optional[str] = N
     if shape is None:
         return Sizing(recipe.name, processes, source)
     setup = setup_for(recipe, processes, shape, liger=liger)
-    sizing = Sizing(recipe.name, processes, source, estimate(setup), setup)
+    memory = int(card.memory_gib * GIB) if card is not None else None
+    sizing = Sizing(recipe.name, processes, source, recipe_estimate(recipe, setup, memory), setup)
     if shape.max_position and recipe.max_length > shape.max_position:
         sizing.notes.append(f"max_length {recipe.max_length} exceeds the model's context {shape.max_position}")
-    if card is not None:
-        memory = int(card.memory_gib * GIB)
-        sizing.gpu, sizing.verdict = card, verdict(sizing.estimate.total, memory)
+    if card is not None and memory is not None:
+        sizing.gpu, sizing.verdict = card, verdict(sizing.estimate.peak, memory)
         if sizing.verdict != "fits":
             sizing.fixes = fixes(recipe, setup, memory)
+        if recipe.grpo is not None:  # generation, not the 6·N·tokens of training, sets a GRPO step's time
+            sizing.notes.append("time: not estimated for GRPO (sampling the completions dominates a step)")
+            return sizing
         stats, why = data_stats(recipe)
         if stats is None:
             sizing.notes.append(why)

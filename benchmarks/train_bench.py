@@ -242,7 +242,8 @@ def report(c: Comparison, say: Callable[[str], None] = _say) -> None:
 
     sk, raw = c.arm("swiftkit"), c.arm("raw")
     how = ("interleaved" if not c.side_by_side else
-           "side-by-side pinned (2 DDP processes on 1 CPU per arm)" if c.ddp else "side-by-side pinned (1 process per arm)")
+           "side-by-side pinned (2 DDP processes on 1 CPU per arm)" if c.ddp else
+           "side-by-side pinned (1 process per arm)")
     say(f"train: swiftkit/raw over {len(sk)} {how} pairs: wall {_spread(c.ratios('wall_s'))}; steady "
         f"steps/s raw/swiftkit {_spread(c.ratios('steady_steps_per_s', invert=True))}; CPU "
         f"{_spread(c.ratios('cpu_s'))}; outside the loop swiftkit {statistics.median(r.outside_s for r in sk):.1f} s "

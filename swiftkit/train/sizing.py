@@ -323,7 +323,8 @@ def estimate(s: Setup) -> Estimate:
     e.add("optimizer", optim, "8-bit AdamW states (2 bytes)" if s.optimizer == "adamw_8bit" else "AdamW, 2 states")
     if s.reference:  # no gradients or optimizer; ZeRO-3 partitions it like the trained weights
         share = s.world if s.zero in ("zero3", "zero3_offload") else 1
-        e.add("reference", sh.params() * s.dtype_bytes / share, "a frozen copy of the starting weights (DPO; GRPO's KL)")
+        e.add("reference", sh.params() * s.dtype_bytes / share,
+              "a frozen copy of the starting weights (DPO; GRPO's KL)")
     layer = layer_activation_bytes(s) * t
     if s.gradient_checkpointing:
         e.add("activations", sh.layers * t * sh.hidden * s.dtype_bytes + layer + 2 * t * sh.hidden * s.dtype_bytes,
@@ -443,9 +444,10 @@ def recipe_estimate(recipe: "Recipe", setup: Setup, memory_bytes: Optional[int] 
     """:func:`estimate` of the recipe's training step, and for GRPO with a colocated vLLM what the engine holds on
     each GPU (``memory_bytes``: the card's memory, which vLLM takes its share of; None: not known, said in the
     assumptions). The engine takes ``gpu_memory_utilization`` of the card while it generates; during the training
-    step it keeps all of it (sleep_level 0) or releases it (1: its weights backed up in CPU memory, 2: dropped; vLLM's
-    sleep mode frees the weights and the KV cache from the GPU at either level). While it generates, the trainer keeps its weights and optimizer states on the GPU unless offload_model /
-    offload_optimizer move them to CPU memory (gradients are freed after each optimizer step)."""
+    step it keeps all of it (sleep_level 0) or releases it (1: its weights backed up in CPU memory, 2: dropped;
+    vLLM's sleep mode frees the weights and the KV cache from the GPU at either level). While it generates, the
+    trainer keeps its weights and optimizer states on the GPU unless offload_model / offload_optimizer move them to
+    CPU memory (gradients are freed after each optimizer step)."""
     e = estimate(setup)
     ro = recipe.grpo.rollout if recipe.grpo is not None else None
     if ro is None or ro.backend != "vllm_colocate":
@@ -453,8 +455,8 @@ def recipe_estimate(recipe: "Recipe", setup: Setup, memory_bytes: Optional[int] 
             e.assumptions.append(f"GRPO rollouts by {ro.backend}: no engine on the training GPUs")
         return e
     if memory_bytes is None:
-        e.assumptions.append(f"plus vLLM's share while it generates: gpu_memory_utilization {ro.gpu_memory_utilization:g} "
-                             "of the card (name one with --gpu-type)")
+        e.assumptions.append("plus vLLM's share while it generates: gpu_memory_utilization "
+                             f"{ro.gpu_memory_utilization:g} of the card (name one with --gpu-type)")
         return e
     share = ro.gpu_memory_utilization * memory_bytes
     asleep = share if ro.sleep_level == 0 else 0.0
@@ -473,10 +475,10 @@ def recipe_estimate(recipe: "Recipe", setup: Setup, memory_bytes: Optional[int] 
     least = math.ceil(engine_floor / memory_bytes * 20) / 20
     short = (f"; the share cannot hold the engine's weights and a KV cache (~{engine_floor / GIB:.1f} GiB, counted "
              f"instead): set grpo.rollout.gpu_memory_utilization to {least:g} or more" if engine_floor > share else "")
+    trainer = "framework" if offloaded else "weights, optimizer and framework"
     e.rollout = (int(engine + kept), f"vLLM's share {ro.gpu_memory_utilization:g} x {memory_bytes / GIB:g} GiB = "
-                 f"{share / GIB:.2f} GiB + the trainer's {'framework' if offloaded else 'weights, optimizer and framework'}"
-                 f" kept {kept / GIB:.2f} GiB" + (f" ({' and '.join(offloaded)} offloaded to CPU)" if offloaded else "")
-                 + short)
+                 f"{share / GIB:.2f} GiB + the trainer's {trainer} kept {kept / GIB:.2f} GiB"
+                 + (f" ({' and '.join(offloaded)} offloaded to CPU)" if offloaded else "") + short)
     return e
 
 

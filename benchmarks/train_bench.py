@@ -155,8 +155,8 @@ class Comparison:
     cold_preflight_cpu_s: float
     warm_preflight_cpu_s: float
     side_by_side: bool = False
-    ddp: bool = True
-    """Each swiftkit run was the recipe's 2-process DDP run (False: one process per arm, side by side)."""
+    processes: int = 2
+    """Training processes per run: the recipe's 2 (DDP), or 1 with --side-by-side alone."""
 
     def arm(self, name: str) -> list[ArmRun]:
         return [r for r in self.runs if r.arm == name]
@@ -233,7 +233,7 @@ def compare(pairs: int = PAIRS, epochs: int = AB_EPOCHS, workdir: Path | None = 
                 say(f"train: pair {i + 1} {run.arm:8s} wall {run.wall_s:6.1f} s, CPU {run.cpu_s:6.1f} s, trainer "
                     f"{run.runtime_s:5.1f} s, outside the loop {run.outside_s:5.1f} s, steady "
                     f"{run.steady_steps_per_s:.3f} steps/s")
-        return Comparison(runs, cold, warm, side_by_side, ddp or not side_by_side)
+        return Comparison(runs, cold, warm, side_by_side, 1 if side_by_side and not ddp else 2)
 
 
 def report(c: Comparison, say: Callable[[str], None] = _say) -> None:
@@ -241,15 +241,14 @@ def report(c: Comparison, say: Callable[[str], None] = _say) -> None:
     import statistics
 
     sk, raw = c.arm("swiftkit"), c.arm("raw")
-    how = ("interleaved" if not c.side_by_side else
-           "side-by-side pinned (2 DDP processes on 1 CPU per arm)" if c.ddp else
-           "side-by-side pinned (1 process per arm)")
+    how = (f"side-by-side pinned ({c.processes} process(es) on 1 CPU per arm)" if c.side_by_side
+           else "interleaved")
     say(f"train: swiftkit/raw over {len(sk)} {how} pairs: wall {_spread(c.ratios('wall_s'))}; steady "
         f"steps/s raw/swiftkit {_spread(c.ratios('steady_steps_per_s', invert=True))}; CPU "
         f"{_spread(c.ratios('cpu_s'))}; outside the loop swiftkit {statistics.median(r.outside_s for r in sk):.1f} s "
         f"vs raw {statistics.median(r.outside_s for r in raw):.1f} s (medians); targets: wall <= 1.05, "
         f"steps/s <= 1.02")
-    say(f"train: smoke_tiny tiny-qwen2 cpu {2 if c.ddp else 1} proc (swiftkit arm): "
+    say(f"train: smoke_tiny tiny-qwen2 cpu {c.processes} proc (swiftkit arm): "
         f"{statistics.median(r.samples_per_second for r in sk):.2f} samples/s, "
         f"{statistics.median(r.samples_per_second * r.mean_tokens for r in sk):.0f} train tokens/s "
         f"({sk[0].mean_tokens:.1f} tok/sample; ms-swift logging.jsonl)")

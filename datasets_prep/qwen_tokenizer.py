@@ -9,8 +9,9 @@ Building needs transformers (and so torch). Prep counts tokens with neither the 
 :func:`load_qwen_encoding` reads the same ranks into ``tiktoken`` (a dependency of dashscope itself), the library
 ``qwen.tiktoken`` was written for: the same byte-level BPE, split pattern and special ids, so the same ids, loaded in
 about a third of the time ``tokenizers`` takes to read the converted tokenizer.json (tests/test_prep_fast.py checks
-the ids and that prep imports no transformers or torch; ``python -m benchmarks.tokens_bench`` measures the counting). The converted tokenizer (:func:`load_qwen_backend`) is still what prep cuts an
-over-long answer with (``--over-length truncate`` needs character offsets) and what a training run's tokenizer is.
+the ids and that prep imports no transformers or torch; ``python -m benchmarks.tokens_bench`` measures the
+counting). The converted tokenizer (:func:`load_qwen_backend`) is still what prep cuts an over-long answer with
+(``--over-length truncate`` needs character offsets) and what a training run's tokenizer is.
 """
 from __future__ import annotations
 

@@ -512,15 +512,16 @@ def fixes(recipe: "Recipe", setup: Setup, memory_bytes: int) -> list[str]:
     for gpus in (2, 4, 8, 16):
         if gpus > setup.world:
             out.append((f"--gpus {gpus} --set launch.deepspeed=zero3", replace(setup, world=gpus, zero="zero3")))
-    tried = [(how, recipe, s) for how, s in out]
+    engine: list[tuple[str, "Recipe", Setup]] = []  # the engine's own switches first: nothing else changes
     ro = recipe.grpo.rollout if recipe.grpo is not None else None
-    if ro is not None and ro.backend == "vllm_colocate":  # the engine's own switches first: nothing else changes
-        rollout_fixes = [("sleep_level", 1)] if ro.sleep_level == 0 else []
-        rollout_fixes += [(name, True) for name in ("offload_optimizer", "offload_model") if not getattr(ro, name)]
-        for name, value in reversed(rollout_fixes):
+    if ro is not None and ro.backend == "vllm_colocate":
+        switches = [("sleep_level", 1)] if ro.sleep_level == 0 else []
+        switches += [(name, True) for name in ("offload_optimizer", "offload_model") if not getattr(ro, name)]
+        for name, value in switches:
             changed = recipe.model_copy(update={"grpo": recipe.grpo.model_copy(update={
                 "rollout": ro.model_copy(update={name: value})})})
-            tried.insert(0, (f"--set grpo.rollout.{name}={str(value).lower()}", changed, setup))
+            engine.append((f"--set grpo.rollout.{name}={str(value).lower()}", changed, setup))
+    tried = engine + [(how, recipe, s) for how, s in out]
     peaks = [(how, recipe_estimate(r, s, memory_bytes).peak) for how, r, s in tried]
     return [f"{how} (~{peak / GIB:.1f} GiB)" for how, peak in peaks if peak <= TIGHT * memory_bytes][:3]
 
